@@ -1,0 +1,1 @@
+"""esl_app package."""
