@@ -1,0 +1,96 @@
+"""Knowledge-base entities (spec 1.2): sources (FAQ sets and uploaded documents), question/answer
+entries (typed in, imported, or suggested from calls via ``POST /calls/{id}/add-to-kb``) and the
+chunks with embeddings that retrieval searches.
+
+The indexing job (``core.kb``) fills ``kb_chunks`` from a source's file or from an entry; a chunk
+belongs to a source, to an entry, or to both (an FAQ entry of an FAQ source). Embeddings are raw
+little-endian float32 vectors in ``embedding`` (``embedding_dim`` values).
+"""
+from __future__ import annotations
+
+import enum
+
+import peewee as pw
+
+from models.base import JsonField, TimestampField
+from models.calls import Call
+from models.saas import ProjectScoped, User
+
+
+class KbSourceKind(str, enum.Enum):
+    FAQ = "faq"
+    DOCUMENT = "document"
+
+
+class KbSourceStatus(str, enum.Enum):
+    PENDING = "pending"    # uploaded, waiting for the indexing job
+    INDEXING = "indexing"
+    READY = "ready"
+    FAILED = "failed"      # see error / error_code
+
+
+class KbEntryStatus(str, enum.Enum):
+    SUGGESTED = "suggested"  # proposed from a call, waiting for review
+    ACTIVE = "active"        # used by agents
+    REJECTED = "rejected"
+    ARCHIVED = "archived"
+
+
+class KbSource(ProjectScoped):
+    name = pw.CharField(max_length=300)
+    kind = pw.CharField(max_length=16, default=KbSourceKind.DOCUMENT.value)
+    filename = pw.CharField(max_length=300, null=True)
+    content_type = pw.CharField(max_length=100, null=True)
+    storage_path = pw.CharField(max_length=500, null=True)  # storage key of the original file
+    size_bytes = pw.BigIntegerField(null=True)
+    sha256 = pw.CharField(max_length=64, null=True)  # of the file, to skip re-indexing unchanged
+    status = pw.CharField(max_length=16, default=KbSourceStatus.PENDING.value)
+    error = pw.TextField(null=True)
+    error_code = pw.CharField(max_length=64, null=True)
+    chunk_count = pw.IntegerField(default=0)
+    embedding_model = pw.CharField(max_length=100, null=True)
+    indexed_at = TimestampField(null=True)
+    created_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+
+    class Meta:
+        table_name = "kb_sources"
+        indexes = ((("project", "created_at"), False),)
+
+
+class KbEntry(ProjectScoped):
+    source = pw.ForeignKeyField(KbSource, null=True, on_delete="CASCADE", backref="entries",
+                                index=True)  # None: standalone entry (e.g. from a call)
+    question = pw.TextField()
+    answer = pw.TextField()
+    status = pw.CharField(max_length=16, default=KbEntryStatus.ACTIVE.value)
+    from_call = pw.ForeignKeyField(Call, null=True, on_delete="SET NULL", backref="kb_entries",
+                                   index=True)
+    tags_json = JsonField(default=list)
+    created_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    reviewed_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    reviewed_at = TimestampField(null=True)
+
+    class Meta:
+        table_name = "kb_entries"
+        indexes = ((("project", "status", "created_at"), False),)
+
+
+class KbChunk(ProjectScoped):
+    source = pw.ForeignKeyField(KbSource, null=True, on_delete="CASCADE", backref="chunks",
+                                index=False)
+    entry = pw.ForeignKeyField(KbEntry, null=True, on_delete="CASCADE", backref="chunks",
+                               index=True)
+    ordinal = pw.IntegerField(default=0)  # position within the source / entry
+    text = pw.TextField()
+    embedding = pw.BlobField(null=True)  # float32 vector, NULL until embedded
+    embedding_model = pw.CharField(max_length=100, null=True)
+    embedding_dim = pw.IntegerField(null=True)
+    token_count = pw.IntegerField(null=True)
+    meta_json = JsonField()  # page, heading, char offsets
+
+    class Meta:
+        table_name = "kb_chunks"
+        indexes = ((("source", "ordinal"), False),)
+
+
+__all__ = ["KbSourceKind", "KbSourceStatus", "KbEntryStatus", "KbSource", "KbEntry", "KbChunk"]
