@@ -68,7 +68,13 @@ def migrate(db: pw.Database, log=print) -> list[str]:
 def model_ddl(models: list[type[pw.Model]]) -> str:
     """CREATE TABLE / INDEX statements for the models, in dependency order."""
     statements: list[str] = []
+    deferred: list[str] = []
     for model in pw.sort_models(models):
+        for f in model._meta.sorted_fields:
+            if isinstance(f, pw.ForeignKeyField) and f.deferred:
+                fsql, fparams = model._schema._create_foreign_key(f).query()
+                assert not fparams
+                deferred.append(fsql + ";")
         ctx = model._schema._create_table(safe=False)
         sql, params = ctx.query()
         assert not params
@@ -77,4 +83,4 @@ def model_ddl(models: list[type[pw.Model]]) -> str:
             isql, iparams = index.query()
             assert not iparams
             statements.append(isql + ";")
-    return "\n".join(statements) + "\n"
+    return "\n".join(statements + deferred) + "\n"
