@@ -34,7 +34,6 @@ def make_database(url: str) -> PostgresqlExtDatabase:
         password=parsed.password,
         host=parsed.hostname or "127.0.0.1",
         port=parsed.port or 5432,
-        autorollback=True,
         register_hstore=False,
     )
 

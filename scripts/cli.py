@@ -39,6 +39,7 @@ def cmd_db_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_db_sql(args: argparse.Namespace, settings: Settings) -> int:
     from models import all_models
     from models.migrate import model_ddl
+    _db(settings)  # the dialect comes from the handle; no connection is opened
     sys.stdout.write(model_ddl(all_models()))
     return 0
 

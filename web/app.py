@@ -78,7 +78,6 @@ def _before_request() -> None:
     g.project = None
     g.audit = None
     g.txn = None
-    database.connect(reuse_if_open=True)
     if request.method in MUTATING:
         g.txn = database.atomic()
         g.txn.__enter__()
@@ -92,7 +91,9 @@ def _before_request() -> None:
         log.error("route without declared permission", extra={"endpoint": request.endpoint})
         raise AppError("PERMISSION_DENIED", {"reason": "route has no declared permission"})
     if meta.public:
-        _rate_limit(f"ip:{client_ip()}")
+        if request.blueprint != "api_system" and not (request.endpoint or "").startswith("root_"):
+            _rate_limit(f"ip:{client_ip()}")  # login and refresh; probes and docs are not limited
+        _validate_body(meta)
         return
     r = get_redis()
     principal = authenticate(request.headers.get("Authorization"), request.headers.get("X-Api-Key"),
@@ -105,6 +106,10 @@ def _before_request() -> None:
         g.project = resolve_project(principal, raw)
     if meta.permission != AUTHENTICATED:
         require(principal, meta.permission, g.project)  # type: ignore[arg-type]
+    _validate_body(meta)
+
+
+def _validate_body(meta: Any) -> None:
     if meta.body is not None and not meta.raw_body:
         g.body = validate(meta.body, json_body())
 
@@ -164,3 +169,10 @@ def _teardown_request(exc: BaseException | None) -> None:
         g.txn = None
     if not database.is_closed():
         database.close()
+    token = g.pop("trace_token", None)
+    if token is not None:
+        try:
+            from core.tracing import _trace_id
+            _trace_id.reset(token)
+        except ValueError:  # set in another context (streamed responses)
+            pass

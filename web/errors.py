@@ -64,5 +64,5 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unhandled(exc: Exception):
-        log.exception("unhandled error")
+        log.exception("unhandled error", extra={"trace_id": g.get("trace_id")})
         return _respond("INTERNAL_ERROR", 500)

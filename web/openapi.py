@@ -54,9 +54,14 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                     body = {"application/json": {"schema": schema}} if schema is not None else None
                     responses[str(status)] = {"description": _STATUS_TEXT.get(status, "OK"),
                                               **({"content": body} if body else {})}
-            for status in sorted({s for s in meta.responses if s >= 400} | {400, 401, 403, 429, 500}):
-                if meta.public and status in (401, 403) and status not in meta.responses:
-                    continue
+            errors = {s for s in meta.responses if s >= 400} | {400, 429, 500, 503}
+            if not meta.public:
+                errors |= {401, 403}
+            if meta.project_scoped or _PARAM_RE.search(rule.rule):
+                errors.add(404)
+            if meta.body is not None or meta.query or meta.project_scoped:
+                errors.add(422)
+            for status in sorted(errors):
                 responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Ошибка"),
                                           "content": {"application/json": {"schema": ref("Error")}}}
             op["responses"] = responses

@@ -58,7 +58,7 @@ def _register_failure(email: str) -> None:
 
 
 @group.route("/auth/login", ["POST"], public=True, body=S.LOGIN,
-             responses={200: S.ref("TokenPair"), 401: None, 429: None},
+             responses={200: S.ref("TokenPair"), 401: None, 403: None, 422: None, 429: None},
              summary="Вход по e-mail и паролю: выдаёт access- и refresh-токены")
 def login():
     body = g.body
@@ -95,13 +95,15 @@ def refresh():
     user = User.get_by_id(row.user_id)
     g.principal = principal_from_user(user)
     now = utcnow()
-    if row.used_at is not None or row.revoked_at is not None:
+    if row.used_at is not None:
         # A rotated token came back: somebody holds a copy. Kill the whole family, commit that.
         RefreshToken.update(revoked_at=now).where(
             (RefreshToken.family_id == row.family_id) & RefreshToken.revoked_at.is_null()).execute()
         audit.record("auth.refresh_reused", "user", user.id, after={"family_id": str(row.family_id)})
         g.commit_despite_error = True
         raise AppError("AUTH_REFRESH_REUSED")
+    if row.revoked_at is not None:
+        raise AppError("AUTH_TOKEN_INVALID", {"reason": "Сессия завершена"})
     if row.expires_at <= now:
         raise AppError("AUTH_TOKEN_EXPIRED")
     if not user.is_active:

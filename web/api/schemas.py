@@ -37,6 +37,10 @@ def obj(required: list[str], props: dict[str, Any], additional: bool = False) ->
 NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 PASSWORD = {"type": "string", "minLength": 1, "maxLength": 200}
 
+_API_KEY_PROPS = {
+    "id": UUID, "project_id": UUID, "name": {"type": "string"}, "prefix": {"type": "string"},
+    "role": ROLE_NAME, "created_at": TS, "last_used_at": TS_NULL, "expires_at": TS_NULL, "revoked_at": TS_NULL}
+
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Error": obj(["error"], {"error": obj(["code", "human_title", "human_how_to_fix", "details"], {
         "code": {"type": "string"},
@@ -66,11 +70,10 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "projects": {"type": "array", "items": obj(["id", "name", "permissions"], {
             "id": UUID, "name": {"type": "string"},
             "permissions": {"type": "array", "items": {"type": "string"}}})}}),
-    "ApiKey": obj(["id", "project_id", "name", "prefix", "role", "created_at"], {
-        "id": UUID, "project_id": UUID, "name": {"type": "string"}, "prefix": {"type": "string"},
-        "role": ROLE_NAME, "created_at": TS, "last_used_at": TS_NULL, "expires_at": TS_NULL,
-        "revoked_at": TS_NULL}),
-    "ApiKeyCreated": {"allOf": [ref("ApiKey"), obj(["key"], {"key": {"type": "string"}}, additional=True)]},
+    "ApiKey": obj(["id", "project_id", "name", "prefix", "role", "created_at"], _API_KEY_PROPS),
+    "ApiKeyCreated": obj(["id", "project_id", "name", "prefix", "role", "created_at", "key"],
+                         {**_API_KEY_PROPS, "key": {"type": "string",
+                                                    "description": "Значение ключа; показывается один раз"}}),
     "AuditLog": obj(["id", "action", "entity_type", "actor_type", "trace_id", "created_at"], {
         "id": UUID, "org_id": {"type": ["string", "null"]}, "project_id": {"type": ["string", "null"]},
         "actor_type": {"type": "string"}, "actor_id": {"type": ["string", "null"]},

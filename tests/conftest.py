@@ -1,0 +1,124 @@
+"""Test fixtures: a real PostgreSQL database migrated to head, a real Redis DB, the Flask app.
+
+The test database is recreated once per session through the real migrations; between tests the
+tables are truncated. Redis uses a dedicated logical DB that is flushed before each test.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Iterator
+
+import psycopg2
+import pytest
+import redis as redis_lib
+from psycopg2 import sql
+from urllib.parse import urlparse
+
+from core.config import Settings, set_settings
+from core.security.crypto import generate_key, reset_keyring
+from tests.support.api import ApiClient
+
+TEST_DB_URL = os.environ.get("VOICEAI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/voiceai_test")
+TEST_REDIS_URL = os.environ.get("VOICEAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _recreate_database(url: str) -> None:
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = psycopg2.connect(host=parsed.hostname, port=parsed.port or 5432,
+                             user=parsed.username or "postgres", password=parsed.password, dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()", (name,))
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def test_settings() -> Settings:
+    settings = Settings.from_env(overrides={
+        "database_url": TEST_DB_URL, "redis_url": TEST_REDIS_URL,
+        "secret_key": "test-secret-" + uuid.uuid4().hex, "encryption_keys": generate_key(),
+        "log_level": "WARNING", "env_name": "test", "storage_dir": "/tmp/voiceai-test-storage",
+    }, environ={})
+    set_settings(settings)
+    reset_keyring()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def migrated_db(test_settings: Settings):
+    from core.seed import sync_roles
+    from models.base import bind_database
+    from models.migrate import migrate
+    _recreate_database(test_settings.database_url)
+    db = bind_database(test_settings.database_url)
+    migrate(db, log=lambda *_: None)
+    with db.connection_context():
+        sync_roles()
+    return db
+
+
+@pytest.fixture()
+def db(migrated_db):
+    """Clean tables (roles and migrations kept) before each test."""
+    tables = [r[0] for r in migrated_db.execute_sql(
+        "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+        "AND tablename NOT IN ('schema_migrations','roles')").fetchall()]
+    if tables:
+        migrated_db.execute_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+    yield migrated_db
+    if not migrated_db.is_closed():
+        migrated_db.close()
+
+
+@pytest.fixture()
+def redis_client(test_settings: Settings) -> Iterator[redis_lib.Redis]:
+    client = redis_lib.Redis.from_url(test_settings.redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture()
+def app(db, redis_client, test_settings):
+    from web.app import create_app
+    application = create_app(test_settings)
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture(scope="session")
+def openapi_checker(test_settings, migrated_db):
+    from tests.support.openapi_check import OpenApiChecker
+    from web.app import create_app
+    from web.openapi import build_openapi
+    application = create_app(test_settings)
+    with application.app_context():
+        return OpenApiChecker(build_openapi(application))
+
+
+@pytest.fixture()
+def api(app, openapi_checker) -> ApiClient:
+    return ApiClient(app.test_client(), openapi_checker)
+
+
+@pytest.fixture()
+def tenant(db):
+    """Factory: an org with a project and users of the given roles; returns plain data."""
+    from core.seed import create_org, create_project, create_user
+
+    def make(slug: str, roles: tuple[str, ...] = ("owner",), project_name: str = "Проект") -> dict:
+        org = create_org(f"Org {slug}", slug)
+        project = create_project(org, project_name)
+        users = {}
+        for role in roles:
+            email = f"{role}@{slug}.test"
+            create_user(org, email, f"Passw0rd-{role}", role)
+            users[role] = (email, f"Passw0rd-{role}")
+        return {"org_id": str(org.id), "project_id": str(project.id), "users": users, "slug": slug}
+
+    return make
