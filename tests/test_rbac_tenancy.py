@@ -141,3 +141,13 @@ def test_granting_owner_needs_owner(api, tenant):
     weak = admin.post("/api/users", json={"email": "z@acme.test", "password": "short",
                                           "roles": [{"role": "operator"}]})
     assert weak.status_code == 422 and "password" in weak.get_json()["error"]["details"]["fields"]
+
+
+def test_admin_cannot_touch_owner(api, tenant):
+    from models.saas import User
+    t = tenant("acme", roles=("owner", "admin"))
+    admin = api.with_(token=login(api, *t["users"]["admin"])["access_token"])
+    owner_id = str(User.get(User.email == t["users"]["owner"][0]).id)
+    resp = admin.patch(f"/api/users/{owner_id}", json={"is_active": False})
+    assert resp.status_code == 403
+    assert User.get_by_id(owner_id).is_active

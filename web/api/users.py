@@ -112,6 +112,8 @@ def update_user(user_id: str):
     user = _org_user(user_id)
     before = serialize_user(user)
     body = g.body
+    if any(r["role"] == "owner" for r in before["roles"]) and "owner" not in g.principal.org_roles():
+        raise AppError("PERMISSION_DENIED", {"reason": "Изменить владельца может только владелец"})
     if user.id == g.principal.id and (body.get("is_active") is False or "roles" in body):
         raise AppError("CONFLICT", {"reason": "Нельзя отключить себя или изменить свои роли"})
     if "full_name" in body:
