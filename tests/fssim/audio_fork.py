@@ -303,6 +303,7 @@ class ForkSession:
             return  # the drachtio module ignores binary frames from the app
         self.ch.received_stream_audio += data
         self.playout.append(data)
+        self.ch.notify()
 
     # ---- API subcommands ----
     def stop(self, text: Optional[str] = None) -> None:

@@ -414,7 +414,7 @@ class CallsEngine:
 
             def done() -> bool:
                 return any(l.originate_result == "answered" for l in legs) or \
-                    all(l.originate_result is not None for l in legs) or \
+                    all(l.originate_done.is_set() for l in legs) or \
                     (a_leg is not None and not a_leg.alive)
             for leg in legs:
                 leg.result_listeners.append(lambda c=cond: _notify(c))
@@ -507,8 +507,9 @@ class CallsEngine:
         """The scripted far end: ring, then answer or refuse; then whatever the originator wants."""
         time.sleep(0.02)
         cause = behavior.cause
-        ringing = behavior.outcome in ("answer", "no_answer") or behavior.ring_ms > 0 and cause is not None \
-            and behavior.outcome not in ("failed",)
+        # Only answering / unanswered far ends send 180 Ringing; refusals come straight after the
+        # INVITE (after ring_ms), as the captured 486 and 503 legs show.
+        ringing = behavior.outcome in ("answer", "no_answer")
         if ringing and ch.alive:
             ch.set_vars(self.sim.templates.sofia_outbound_progress(ch, uri))
             ch.profile.network_addr = uri.partition("@")[2].partition(":")[0]
@@ -516,8 +517,6 @@ class CallsEngine:
             ch.fire("CHANNEL_PROGRESS")
             ch.set_callstate("RINGING")
         wait_s = timeout_s if behavior.outcome == "no_answer" else min(timeout_s, behavior.ring_ms / 1000.0)
-        if not ringing:
-            wait_s = min(wait_s, 0.0)
         ch.wait(wait_s, lambda: not ch.alive)
         if not ch.alive:
             ch.set_originate_result(None, ch.hangup_cause or "ORIGINATOR_CANCEL")
@@ -527,7 +526,8 @@ class CallsEngine:
             ch.set_originate_result(None, "NO_ANSWER")
             return
         if cause is not None:
-            ch.profile.network_addr = ch.profile.network_addr or uri.partition("@")[2].partition(":")[0]
+            if behavior.outcome != "failed":  # an unreachable host never answered: no network address
+                ch.profile.network_addr = ch.profile.network_addr or uri.partition("@")[2].partition(":")[0]
             ch.hangup(cause, remote=True)
             ch.result_after_complete = cause
             return
@@ -539,6 +539,7 @@ class CallsEngine:
                 ch.caller_audio.sample_at(time.monotonic(), INTERNAL_RATE), pcm))
         ch.answer()
         ch.flip_cid()
+        ch.set_var("call_uuid", ch.uuid)  # re-set by switch_ivr_originate (moves it, as captured)
         if behavior.hangup_after_ms is not None:
             t = threading.Timer(behavior.hangup_after_ms / 1000.0, lambda: ch.hangup("NORMAL_CLEARING", remote=True))
             t.daemon = True
@@ -570,7 +571,11 @@ class CallsEngine:
             self.route_and_execute(ch, action[2])
         elif kind == "bridge":
             ch.set_state("CS_EXCHANGE_MEDIA")
-            ch.wait(None, lambda: not ch.alive or ch.transfer_to is not None or ch.bridge_partner is None)
+            while ch.alive and ch.transfer_to is None and ch.bridge_partner is not None:
+                ch.wait(None, lambda: not ch.alive or ch.transfer_to is not None or ch.bridge_partner is None
+                        or bool(ch.messages))
+                if ch.messages:
+                    ch.process_messages()  # e.g. uuid_broadcast ... bleg (whisper)
             if self._take_transfer(ch):
                 self.route_and_execute(ch, ch.profile.context)
 
@@ -618,6 +623,7 @@ class CallsEngine:
         def b_answered() -> None:
             a.answer()
             a.flip_cid()
+            a.set_var("call_uuid", a.uuid)
             a.set_originate_result("answered", "SUCCESS")
         b.on_answer_hooks.append(b_answered)
 
@@ -726,6 +732,7 @@ def bridge_app(ch: Channel, data: str) -> None:
         ch.set_var("DIALSTATUS", {"USER_BUSY": "BUSY", "NO_ANSWER": "NOANSWER"}.get(cause, cause))
         return
     with leg.cond:
+        leg.bridge_partner = ch
         leg.next_action = ("bridge", ch.uuid, "")
         leg.cond.notify_all()
     run_bridge(ch, leg)

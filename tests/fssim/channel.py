@@ -363,7 +363,8 @@ class Channel:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self.cond.wait(remaining if remaining is not None else 0.5)
+                # short slices: predicates may depend on state changed without a notify
+                self.cond.wait(min(remaining, 0.05) if remaining is not None else 0.05)
             return True
 
     def notify(self) -> None:

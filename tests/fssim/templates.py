@@ -155,13 +155,15 @@ class Templates:
         branch, ftag, ttag = _tag(), _tag(), f"{random.randint(1000, 9999)}SIPpTag011"
         ch.sip_call_id = f"{random.randint(0x10000000, 0xffffffff):08x}-62cc-1240-fdb6-5ec1c9037caf"
         return [
+            ("sip_local_network_addr", self.sim.sip_ip),
             ("sip_reply_host", host), ("sip_reply_port", port), ("sip_network_ip", host),
             ("sip_network_port", port), ("sip_recover_contact", f"<sip:{hostport};transport=UDP>"),
             ("sip_full_via", f"SIP/2.0/UDP {self.sim.sip_ip}:5080;rport;branch=z9hG4bK{branch}"),
             ("sip_recover_via", f"SIP/2.0/UDP {self.sim.sip_ip}:5080;rport;branch=z9hG4bK{branch}"),
             ("sip_full_from", f"<sip:{caller}@{self.sim.sip_ip}>;tag={ftag}"),
             ("sip_full_to", f"<sip:{uri}>;tag={ttag}"), ("sip_from_user", caller),
-            ("sip_from_uri", f"{caller}@{self.sim.sip_ip}"), ("sip_to_user", user),
+            ("sip_from_uri", f"{caller}@{self.sim.sip_ip}"), ("sip_from_host", self.sim.sip_ip),
+            ("sip_to_user", user),
             ("sip_to_port", port), ("sip_to_uri", uri), ("sip_to_host", host),
             ("sip_contact_params", "transport=UDP"), ("sip_contact_user", "nobody"),
             ("sip_contact_port", port), ("sip_contact_uri", f"nobody@{hostport}"),
@@ -193,17 +195,19 @@ class Templates:
         if ch.direction == "outbound":
             v += [("switch_r_sdp", self.remote_sdp(remote_ip)),
                   ("ep_codec_string", "CORE_PCM_MODULE.PCMU@8000h@20i@64000b")]
-        v += [("remote_video_media_flow", "inactive"), ("remote_text_media_flow", "inactive"),
-              ("remote_audio_media_flow", "sendrecv"), ("audio_media_flow", "sendrecv"),
-              ("rtp_audio_recv_pt", "0"), ("rtp_use_codec_name", "PCMU"),
+        v += [("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+              ("remote_video_media_flow", "inactive"), ("remote_text_media_flow", "inactive"),
+              ("remote_audio_media_flow", "sendrecv")]
+        if ch.direction == "inbound":  # outbound legs offered sendrecv already: not re-set
+            v.append(("audio_media_flow", "sendrecv"))
+        v += [("rtp_audio_recv_pt", "0"), ("rtp_use_codec_name", "PCMU"),
               ("rtp_use_codec_rate", "8000"), ("rtp_use_codec_ptime", "20"),
               ("rtp_use_codec_channels", "1"), ("rtp_last_audio_codec_string", "PCMU@8000h@20i@1c"),
               ("read_codec", "PCMU"), ("original_read_codec", "PCMU"), ("read_rate", "8000"),
               ("original_read_rate", "8000"), ("write_codec", "PCMU"), ("write_rate", "8000"),
               ("dtmf_type", "rfc2833")]
-        if ch.direction == "inbound":
-            v += [("local_media_ip", self.sim.sip_ip), ("local_media_port", ch.rtp_port),
-                  ("advertised_media_ip", self.sim.sip_ip)]
+        v += [("local_media_ip", self.sim.sip_ip), ("local_media_port", ch.rtp_port),
+              ("advertised_media_ip", self.sim.sip_ip)]
         v += [("rtp_use_timer_name", "soft"), ("rtp_use_pt", "0"),
               ("rtp_use_ssrc", str(random.randint(1_000_000_000, 4_294_967_295))),
               ("rtp_2833_send_payload", "101"), ("rtp_2833_recv_payload", "101"),
@@ -220,8 +224,9 @@ class Templates:
             return
         if ch.direction == "outbound" and not ch.answered and remote and cause in CAUSE_SIP:
             code, phrase = CAUSE_SIP[cause]
-            if not ch.get_var("sip_call_id"):
-                ch.set_var("sip_call_id", f"{random.randint(0x10000000, 0xffffffff):08x}-62cc-1240-fdb6-5ec1c9037caf")
+            ch.set_var("sip_call_id", ch.get_var("sip_call_id") or
+                       f"{random.randint(0x10000000, 0xffffffff):08x}-62cc-1240-fdb6-5ec1c9037caf")
+            ch.set_var("sip_local_network_addr", self.sim.sip_ip)
             if cause == "NORMAL_TEMPORARY_FAILURE":
                 ch.set_vars([("sip_reply_port", "0"), ("sip_network_port", "0")])
             elif not ch.get_var("sip_reply_host"):
