@@ -596,6 +596,8 @@ def test_playback_broadcast_break_and_dtmf_like_capture(sim: FsSim) -> None:
     assert [k for k, _ in ev_headers(stop)][-3:] == [k for k, _ in theirs][-3:]
     complete = _collect(c, call.uuid, "CHANNEL_EXECUTE_COMPLETE", Application="playback")
     assert dict(ev_headers(complete))["Application-Response"] == "FILE PLAYED"
+    private = c.wait_event(lambda m: b"Event-Name: PRIVATE_COMMAND\n" in m[1], 5)
+    assert struct_names(ev_headers(private)) == struct_names(find_captured(cap, "PRIVATE_COMMAND"))
     pb = call.heard[-1]
     assert pb.broken and pb.reason == "break" and 200 <= pb.heard_ms < 2000
     assert len(pb.pcm) == pb.heard_ms * 16  # L16 8 kHz

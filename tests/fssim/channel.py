@@ -309,7 +309,7 @@ class Channel:
 
     def fire(self, name: str, pre: Sequence[Header] = (), post: Sequence[Header] = (),
              body: Optional[str] = None, subclass: Optional[str] = None, calling: Optional[str] = None,
-             extended: Optional[bool] = None) -> Event:
+             extended: Optional[bool] = None, prefix: Sequence[Header] = ()) -> Event:
         """Fire an event carrying this channel's data, recorded in self.events."""
         with self.cond:
             headers = list(pre) + self.basic_headers()
@@ -321,7 +321,8 @@ class Channel:
             with self.cond:
                 self.events.append(ev)
                 self.cond.notify_all()
-        return self.sim.bus.fire(name, headers, body=body, subclass=subclass, calling=calling, sink=sink)
+        return self.sim.bus.fire(name, headers, body=body, subclass=subclass, calling=calling, sink=sink,
+                                 prefix=prefix)
 
     def set_state(self, state: str, number: Optional[int] = None) -> None:
         self.state = state
@@ -491,12 +492,9 @@ class Channel:
                     self.set_var("current_loop", str(i + 1))
                     self.set_var("total_loops", str(loops))
                     self.execute_app(msg.app, msg.arg, from_message=True)
-                if msg.event_lock or msg.headers:
-                    pre = [("call-command", "execute"), ("execute-app-name", msg.app),
-                           ("execute-app-arg", msg.arg), ("event-lock", "true" if msg.event_lock else "false"),
-                           ("lead-frames", "5")] if msg.headers else []
-                    self.fire("PRIVATE_COMMAND", pre=list(msg.headers) + pre if msg.headers else [],
-                              extended=False)
+                if msg.headers:
+                    # switch_ivr_parse_next_event re-fires the queued COMMAND as PRIVATE_COMMAND
+                    self.fire("PRIVATE_COMMAND", prefix=msg.headers, extended=False)
                 self.set_var("current_loop", None)
                 self.set_var("total_loops", None)
 

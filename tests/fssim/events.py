@@ -176,13 +176,15 @@ class EventBus:
         subclass: Optional[str] = None,
         calling: Optional[str] = None,
         sink: Optional[Callable[[Event], None]] = None,
+        prefix: Sequence[Header] = (),
     ) -> Event:
         """Build the event (core headers + given headers) and deliver it in sequence order."""
         with self.lock:
             self.sequence += 1
             key = calling or name
             site = CALLING.get(key) or CALLING["CUSTOM"]
-            full = self.core_headers(name, site, self.sequence, subclass) + list(headers)
+            # `prefix` precedes the core block (PRIVATE_COMMAND carries its COMMAND event first)
+            full = list(prefix) + self.core_headers(name, site, self.sequence, subclass) + list(headers)
             event = Event(name=name, headers=full, body=body, subclass=subclass)
             if sink is not None:
                 sink(event)
