@@ -938,3 +938,36 @@ def test_sendmsg_execute_and_uuid_commands(sim: FsSim) -> None:
     c.read_reply()
     assert call.wait_hangup().get("Hangup-Cause") == "CALL_REJECTED"
     c.close()
+
+
+@needs_captures
+def test_loopback_originate_into_did_with_fork_like_capture(sim: FsSim, ws: WsServer) -> None:
+    """The captured call 2: loopback into the DID whose api_on_answer starts the fork."""
+    cap = captured_events("esl_events_plain.txt")
+    sim.global_vars["fork_url"] = ws.url
+    reply = sim.api("originate {origination_caller_id_number=79991234567,"
+                    "origination_uuid=11111111-2222-3333-4444-555555555555}loopback/74951234567/public "
+                    "&playback(tone_stream://%(1000,0,440);loops=20)")
+    assert reply == "+OK 11111111-2222-3333-4444-555555555555\n"
+    a = sim.get_call("11111111-2222-3333-4444-555555555555")
+    b = a.b_leg
+    assert b is not None
+    b.wait_for("mod_audio_fork::connect")
+    a.wait_for("PLAYBACK_START")
+    for uid, call, names in (
+            ("08554d99-90e7-4bd6-9849-69e7dd04af7e", b,
+             ["CHANNEL_CREATE", "CHANNEL_ANSWER", "MEDIA_BUG_START", "CHANNEL_PARK", "mod_audio_fork::connect"]),
+            ("11111111-2222-3333-4444-555555555555", a,
+             ["CHANNEL_UUID", "CHANNEL_CREATE", "CHANNEL_ANSWER", "CALL_UPDATE", "PLAYBACK_START"])):
+        for name in names:
+            ours = call.wait_for(name).headers
+            assert non_var_names(ours) == non_var_names(find_captured(cap, name, Unique_ID=uid)), (uid, name)
+    # the a-leg's tone is what the fork of the b-leg streams (the data is cut at the first ')')
+    assert a.heard[-1].path == "tone_stream://%(1000,0,440"
+    conn = ws.wait_conn()
+    conn.wait(lambda cn: len(cn.binaries()) >= 10, 5)
+    assert any(max(array("h", p)) > 3000 for _, p in conn.binaries())
+    assert sim.api("hupall NORMAL_CLEARING") == "+OK hangup all channels with cause NORMAL_CLEARING\n"
+    b.wait_hangup()
+    a.wait_hangup()
+    assert json.loads(sim.api("show channels as json")) == {"row_count": 0}

@@ -111,7 +111,9 @@ def _tone(spec: str, rate: int) -> tuple[array, int, bool]:
     m = re.search(r"loops=(-?\d+)", spec)
     if m:
         loops = int(m.group(1))
-    parts = re.findall(r"%\(([^)]*)\)", spec)
+    # an unterminated last segment is accepted, as FreeSWITCH does for `&playback(tone_stream://%(1000,0,440)`
+    # whose data originate cuts at the first ')'
+    parts = re.findall(r"%\(([^)]*)\)?", spec)
     one = array("h")
     for part in parts:
         nums = [p.strip() for p in part.split(",")]

@@ -197,7 +197,7 @@ class SimCall:
 
     @property
     def b_leg(self) -> Optional["SimCall"]:
-        other = self.channel.bridge_partner or self.channel.other_leg
+        other = self.channel.bridge_partner or self.channel.loopback_peer or self.channel.other_leg
         return SimCall(self.sim, other) if other is not None else None
 
     # ---- caller actions ----
@@ -593,8 +593,9 @@ class CallsEngine:
             ani=cid, destination_number=ep.number, uuid=a_uuid, source="src/switch_ivr_originate.c",
             context=ep.context, chan_name=a_name))
         b = Channel(sim, kind="loopback", direction="inbound", name=b_name, profile=CallerProfile(
-            direction="inbound", logical_direction="inbound", dialplan="XML", caller_id_number=cid,
-            orig_caller_id_number=cid, ani=cid, destination_number=ep.number, uuid="",
+            direction="inbound", logical_direction="inbound", dialplan="xml", caller_id_number=cid,
+            orig_caller_id_number=cid, callee_id_name="Outbound Call", callee_id_number=ep.context,
+            ani=cid, destination_number=ep.number, uuid="",
             source="mod_loopback", context=ep.context, chan_name=b_name))
         b.profile.uuid = b.uuid
         for c in (a, b):
