@@ -46,6 +46,11 @@ class Settings:
     esl_password: str = field(default="ClueCon", metadata={"env": "VOICEAI_ESL_PASSWORD"})
     audio_ws_host: str = field(default="127.0.0.1", metadata={"env": "VOICEAI_AUDIO_WS_HOST"})
     audio_ws_port: int = field(default=8090, metadata={"env": "VOICEAI_AUDIO_WS_PORT"})
+    fs_recordings_dir: str = field(default="/var/lib/freeswitch/recordings/voiceai",
+                                   metadata={"env": "VOICEAI_FS_RECORDINGS_DIR"})
+    fs_sounds_dir: str = field(default="/usr/share/freeswitch/sounds/voiceai", metadata={"env": "VOICEAI_FS_SOUNDS_DIR"})
+    fs_node: str = field(default="default", metadata={"env": "VOICEAI_FS_NODE"})
+    drain_timeout_s: int = field(default=300, metadata={"env": "VOICEAI_DRAIN_TIMEOUT"})
     freeswitch_conf_dir: str = field(default="/etc/freeswitch", metadata={"env": "VOICEAI_FS_CONF_DIR"})
     rq_queues: str = field(default="default,telephony,messages", metadata={"env": "VOICEAI_RQ_QUEUES"})
     trust_proxy: bool = field(default=False, metadata={"env": "VOICEAI_TRUST_PROXY"})

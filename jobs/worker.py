@@ -18,6 +18,8 @@ def main() -> int:
     conn = redis.Redis.from_url(settings.redis_url)
     queues = [Queue(name.strip(), connection=conn) for name in settings.rq_queues.split(",") if name.strip()]
     logging.getLogger("voiceai.worker").info("worker starting", extra={"queues": [q.name for q in queues]})
+    from jobs.scheduler import start_background
+    start_background(conn)
     Worker(queues, connection=conn).work(with_scheduler=True)
     return 0
 

@@ -23,24 +23,34 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def make_database(url: str) -> PostgresqlExtDatabase:
-    """Open a PostgreSQL handle from a ``postgresql://user:pw@host:port/db`` URL."""
+def make_database(url: str, pooled: bool = False, max_connections: int = 32) -> PostgresqlExtDatabase:
+    """Open a PostgreSQL handle from a ``postgresql://user:pw@host:port/db`` URL.
+
+    ``pooled``: one connection per greenlet/thread from a bounded pool (gevent processes).
+    """
     parsed = urlparse(url)
     if parsed.scheme not in ("postgresql", "postgres"):
         raise ValueError(f"unsupported database URL scheme: {parsed.scheme!r}")
-    return PostgresqlExtDatabase(
+    cls = PostgresqlExtDatabase
+    extra: dict[str, Any] = {}
+    if pooled:
+        from playhouse.postgres_ext import PooledPostgresqlExtDatabase
+        cls = PooledPostgresqlExtDatabase
+        extra = {"max_connections": max_connections, "stale_timeout": 300, "timeout": 30}
+    return cls(
         (parsed.path or "/voiceai").lstrip("/"),
         user=parsed.username or "postgres",
         password=parsed.password,
         host=parsed.hostname or "127.0.0.1",
         port=parsed.port or 5432,
         register_hstore=False,
+        **extra,
     )
 
 
-def bind_database(url: str) -> PostgresqlExtDatabase:
+def bind_database(url: str, pooled: bool = False) -> PostgresqlExtDatabase:
     """Bind the global proxy to a database URL and return the handle."""
-    db = make_database(url)
+    db = make_database(url, pooled=pooled)
     database.initialize(db)
     return db
 

@@ -122,3 +122,36 @@ def tenant(db):
         return {"org_id": str(org.id), "project_id": str(project.id), "users": users, "slug": slug}
 
     return make
+
+
+class _AppClients:
+    """API clients on an app built with specific settings (e.g. a telephony rig's directories)."""
+
+    def __init__(self, settings, checker):
+        from web.app import create_app
+        self.app = create_app(settings)
+        self.checker = checker
+        self.base = ApiClient(self.app.test_client(), checker)
+
+    def login_as(self, role: str, tenant: dict) -> ApiClient:
+        from core.seed import create_user
+        from tests.support.api import login
+        org, project = tenant["org"], tenant["project"]
+        email = f"{role}-{uuid.uuid4().hex[:6]}@{org.slug}.test"
+        create_user(org, email, "Passw0rd-" + role, role)
+        token = login(self.base, email, "Passw0rd-" + role)["access_token"]
+        return self.base.with_(token=token, project_id=str(project.id))
+
+    def stranger(self) -> ApiClient:
+        from core.seed import create_org, create_project, create_user
+        from tests.support.api import login
+        org = create_org("Stranger", "stranger-" + uuid.uuid4().hex[:6])
+        create_project(org, "Чужой")
+        email = f"owner@{org.slug}.test"
+        create_user(org, email, "Passw0rd-owner", "owner")
+        return self.base.with_(token=login(self.base, email, "Passw0rd-owner")["access_token"])
+
+
+@pytest.fixture()
+def app_for(redis_client, openapi_checker):
+    return lambda settings: _AppClients(settings, openapi_checker)

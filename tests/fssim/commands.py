@@ -60,6 +60,7 @@ class Commands:
             "uuid_audio_fork": self.uuid_audio_fork, "hupall": self.hupall,
             "uuid_dump": self.uuid_dump, "strftime": self.strftime, "echo": lambda a: a,
             "uuid_hold": self.uuid_hold, "uuid_park": self.uuid_park,
+            "reloadacl": self.reloadacl,
         }
 
     # ---- entry points ----
@@ -106,6 +107,11 @@ class Commands:
 
     def version(self, args: str) -> str:
         return VERSION + "\n"
+
+    def reloadacl(self, args: str) -> str:
+        """mod_commands reload_acl_function: rebuilds the ACL lists from acl.conf.xml."""
+        self.sim.acl_reloads += 1
+        return "+OK acl reloaded\n"
 
     def global_getvar(self, args: str) -> str:
         name = args.strip()

@@ -420,6 +420,7 @@ class FsSim:
         self.events: list[Event] = []
         self.events_cond = threading.Condition()
         self.warnings: list[str] = []
+        self.acl_reloads = 0
         self.log_lines: list[tuple[str, str]] = []
         self.connections: list[EslConnection] = []
         self.conn_lock = threading.Lock()

@@ -9,8 +9,9 @@ API_PREFIX = "/api"
 
 
 def _groups():
-    from web.api import api_keys, audit_logs, auth, projects, system, users
-    return [auth.group, projects.group, users.group, api_keys.group, audit_logs.group, system.group]
+    from web.api import api_keys, audit_logs, auth, calls, projects, system, users
+    return [auth.group, projects.group, users.group, api_keys.group, audit_logs.group, calls.group,
+            system.group]
 
 
 def register_api(app: Flask) -> None:
