@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 from core.config import Settings, set_settings
 from core.security.crypto import generate_key, reset_keyring
 from tests.support.api import ApiClient
+from tests.fssim import FsSim
+from tests.support.telephony import EslProcess, Rig, TelephonyDirs, telephony_settings
 
 TEST_DB_URL = os.environ.get("VOICEAI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/voiceai_test")
 TEST_REDIS_URL = os.environ.get("VOICEAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -155,3 +157,18 @@ class _AppClients:
 @pytest.fixture()
 def app_for(redis_client, openapi_checker):
     return lambda settings: _AppClients(settings, openapi_checker)
+
+
+@pytest.fixture()
+def rig(db, redis_client, test_settings, tmp_path):
+    dirs = TelephonyDirs.make(tmp_path)
+    sim = FsSim(dialplan_dir=str(dirs.conf / "dialplan"),
+                gateway_dir=str(dirs.conf / "sip_profiles" / "external" / "voiceai_generated"),
+                tz="Europe/Moscow").start()
+    settings = telephony_settings(test_settings, dirs, sim.port)
+    esl = EslProcess(settings, tmp_path / "esl.log").start()
+    esl.wait_log("connected to FreeSWITCH")
+    rig = Rig(sim, esl, settings, dirs, redis_client, tmp_path)
+    yield rig
+    esl.close()
+    sim.stop()

@@ -21,61 +21,7 @@ from core.telephony.fs_apply import apply_telephony
 from core.telephony.outbound import OutboundRequest, place_call
 from models.calls import Call, CallEvent, HandoffPacket
 from models.crm import CrmTask
-from tests.fssim import FsSim
-from tests.support.telephony import EslProcess, TelephonyDirs, make_telephony_tenant, telephony_settings, wait_until
-
-
-def _tone_wav(path: Path, seconds: float = 2.0, rate: int = 8000) -> str:
-    samples = array.array("h", (int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(rate * seconds))))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return str(path)
-
-
-class Rig:
-    def __init__(self, sim: FsSim, esl: EslProcess, settings, dirs: TelephonyDirs, redis_client, tmp: Path):
-        self.sim, self.esl, self.settings, self.dirs, self.redis, self.tmp = sim, esl, settings, dirs, redis_client, tmp
-
-    def apply(self) -> None:
-        result = apply_telephony(self.redis, self.settings)
-        assert not result.errors, result.errors
-        if result.command_id:
-            reply = CommandQueue(self.redis, self.settings.fs_node).wait_result(result.command_id, 15)
-            assert reply and reply["ok"], reply.get("bodies")
-
-    def call_row(self, fs_uuid: str, timeout: float = 10.0, **conds) -> Call:
-        def find():
-            row = Call.get_or_none(Call.fs_uuid == fs_uuid)
-            if row is None:
-                return None
-            for key, value in conds.items():
-                if key == "ended" and (row.ended_at is not None) != value:
-                    return None
-                if key != "ended" and getattr(row, key) != value:
-                    return None
-            return row
-        return wait_until(find, timeout, message=f"call row {conds}")
-
-    def events(self, project_id) -> list[dict]:
-        return [e for _id, e in read_since(self.redis, project_id)]
-
-
-@pytest.fixture()
-def rig(db, redis_client, test_settings, tmp_path):
-    dirs = TelephonyDirs.make(tmp_path)
-    sim = FsSim(dialplan_dir=str(dirs.conf / "dialplan"),
-                gateway_dir=str(dirs.conf / "sip_profiles" / "external" / "voiceai_generated"),
-                tz="Europe/Moscow").start()
-    settings = telephony_settings(test_settings, dirs, sim.port)
-    esl = EslProcess(settings, tmp_path / "esl.log").start()
-    esl.wait_log("connected to FreeSWITCH")
-    rig = Rig(sim, esl, settings, dirs, redis_client, tmp_path)
-    yield rig
-    esl.close()
-    sim.stop()
+from tests.support.telephony import EslProcess, make_telephony_tenant, tone_wav, wait_until
 
 
 def test_inbound_call_routed_by_did_and_recorded(rig, app_for):
@@ -83,7 +29,7 @@ def test_inbound_call_routed_by_did_and_recorded(rig, app_for):
     rig.apply()
     assert (rig.dirs.conf / "dialplan/public/voiceai_generated").is_dir()
     call = rig.sim.inbound_call(caller="79161234567", destination="74951234567",
-                                audio=[_tone_wav(rig.tmp / "caller.wav")])
+                                audio=[tone_wav(rig.tmp / "caller.wav")])
     row = rig.call_row(call.uuid, state="in_progress")
     assert row.direction == "inbound" and row.from_number == "79161234567" and row.to_number == "74951234567"
     assert row.phone_number_id == t["number"].id and row.agent_id == t["agent"].id

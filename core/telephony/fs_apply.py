@@ -28,9 +28,10 @@ from models.telephony import OperatorRoute, PhoneNumber, SipConnection
 
 log = logging.getLogger("voiceai.telephony.apply")
 
+# Where each kind of generated file goes under VOICEAI_FS_CONF_DIR (docs/telephony.md, section 3).
 LAYOUT = {
     "gateways": "sip_profiles/external/voiceai_generated",
-    "acl": "autoload_configs/voiceai_generated",
+    "acl": "autoload_configs/voiceai_acl/voiceai_generated",
     "numbers": "dialplan/public/voiceai_generated",
     "operators": "dialplan/voiceai_operators/voiceai_generated",
 }
@@ -101,7 +102,7 @@ def render_all(settings: Settings) -> tuple[dict[str, dict[str, str]], dict[str,
             specs.append(spec)
         except ValueError as exc:
             errors[f"sip_connection:{conn.id}"] = str(exc)
-    files["acl"]["acl_trunks.xml"] = render_acl(specs)
+    files["acl"]["voiceai_trunks.xml"] = render_acl(specs)
     tz = {p.id: p.timezone for p in Project.select(Project.id, Project.timezone)}
     for number in PhoneNumber.select(PhoneNumber, SipConnection).join(SipConnection).where(
             PhoneNumber.status != "disabled"):

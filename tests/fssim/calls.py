@@ -388,7 +388,7 @@ class CallsEngine:
 
     # ---- outbound ----
     def behavior_for(self, ep: Endpoint) -> Behavior:
-        return self.sim.find_behavior(ep.raw, ep.number, ep.uri)
+        return self.sim.find_behavior(ep.raw, ep.raw.split("@", 1)[0], ep.number, ep.uri)
 
     def dial(self, dial_string: str, user_vars: list[tuple[str, str]], timeout_s: float,
              a_leg: Optional[Channel] = None, on_created: Optional[Callable[[Channel], None]] = None
@@ -466,7 +466,7 @@ class CallsEngine:
         else:  # user/<ext>
             uri = f"{ep.number}@{sim.remote_ip}:5070"
         behavior = self.behavior_for(ep)
-        if ep.tech == "user" and not sim.has_behavior(ep.raw, ep.number):
+        if ep.tech == "user" and not sim.has_behavior(ep.raw, ep.raw.split("@", 1)[0], ep.number):
             behavior = Behavior(outcome="unregistered")
         if behavior.outcome == "gateway_down":
             return None, "GATEWAY_DOWN"

@@ -353,15 +353,17 @@ def time_match(attr: str, spec: str, t: datetime) -> bool:
     if attr == "minute-of-day":
         return number_match(spec, t.hour * 60 + t.minute + 1)
     if attr == "time-of-day":
+        # switch_tod_cmp: one "HH:MM[:SS]-HH:MM[:SS]" range, start inclusive, end exclusive, no
+        # wrap past midnight and no comma lists (anything else never matches).
         cur = t.hour * 3600 + t.minute * 60 + t.second
-        for rng in spec.split(","):
-            if "-" not in rng:
-                continue
-            lo_s, hi_s = rng.split("-", 1)
+        if "-" not in spec or "," in spec:
+            return False
+        lo_s, hi_s = spec.split("-", 1)
+        try:
             lo, hi = _tod_seconds(lo_s), _tod_seconds(hi_s)
-            if (lo <= hi and lo <= cur <= hi) or (lo > hi and (cur >= lo or cur <= hi)):
-                return True
-        return False
+        except ValueError:
+            return False
+        return lo <= cur < hi
     if attr == "date-time":
         if "~" not in spec:
             return False

@@ -6,17 +6,23 @@ recordings and storage directories) points at the test instances and temporary d
 """
 from __future__ import annotations
 
+import array
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import wave
 from pathlib import Path
 from typing import Any, Callable
 
 from core.config import Settings
+from core.events.bus import read_since
+from core.telephony.command_queue import CommandQueue
+from core.telephony.fs_apply import apply_telephony
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -144,3 +150,42 @@ def make_telephony_tenant(slug: str = "tel", recording: bool = True, schedule: d
                                 timezone="Europe/Moscow")
     return {"org": org, "project": project, "conn": conn, "agent": agent, "version": version, "route": route,
             "number": number}
+
+
+def tone_wav(path: Path, seconds: float = 2.0, rate: int = 8000) -> str:
+    samples = array.array("h", (int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(rate * seconds))))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return str(path)
+
+
+class Rig:
+    def __init__(self, sim: Any, esl: EslProcess, settings, dirs: TelephonyDirs, redis_client, tmp: Path):
+        self.sim, self.esl, self.settings, self.dirs, self.redis, self.tmp = sim, esl, settings, dirs, redis_client, tmp
+
+    def apply(self) -> None:
+        result = apply_telephony(self.redis, self.settings)
+        assert not result.errors, result.errors
+        if result.command_id:
+            reply = CommandQueue(self.redis, self.settings.fs_node).wait_result(result.command_id, 15)
+            assert reply and reply["ok"], reply.get("bodies")
+
+    def call_row(self, fs_uuid: str, timeout: float = 10.0, **conds) -> "Call":
+        from models.calls import Call
+        def find():
+            row = Call.get_or_none(Call.fs_uuid == fs_uuid)
+            if row is None:
+                return None
+            for key, value in conds.items():
+                if key == "ended" and (row.ended_at is not None) != value:
+                    return None
+                if key != "ended" and getattr(row, key) != value:
+                    return None
+            return row
+        return wait_until(find, timeout, message=f"call row {conds}")
+
+    def events(self, project_id) -> list[dict]:
+        return [e for _id, e in read_since(self.redis, project_id)]
