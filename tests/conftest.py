@@ -6,6 +6,7 @@ tables are truncated. Redis uses a dedicated logical DB that is flushed before e
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from typing import Any, Iterator
 
@@ -23,6 +24,7 @@ from tests.support.telephony import EslProcess, Rig, TelephonyDirs, telephony_se
 
 TEST_DB_URL = os.environ.get("VOICEAI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/voiceai_test")
 TEST_REDIS_URL = os.environ.get("VOICEAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+_TMP = tempfile.mkdtemp(prefix="voiceai-test-")
 
 
 def _recreate_database(url: str) -> None:
@@ -44,8 +46,13 @@ def test_settings() -> Settings:
     settings = Settings.from_env(overrides={
         "database_url": TEST_DB_URL, "redis_url": TEST_REDIS_URL,
         "secret_key": "test-secret-" + uuid.uuid4().hex, "encryption_keys": generate_key(),
-        "log_level": "WARNING", "env_name": "test", "storage_dir": "/tmp/voiceai-test-storage",
+        "log_level": "WARNING", "env_name": "test", "storage_dir": f"{_TMP}/storage",
+        "freeswitch_conf_dir": f"{_TMP}/fsconf", "fs_recordings_dir": f"{_TMP}/recordings",
+        "fs_sounds_dir": f"{_TMP}/sounds",
     }, environ={})
+    for sub in ("fsconf/dialplan/public", "fsconf/sip_profiles/external", "fsconf/autoload_configs", "storage",
+                "recordings", "sounds"):
+        os.makedirs(f"{_TMP}/{sub}", exist_ok=True)
     set_settings(settings)
     reset_keyring()
     return settings

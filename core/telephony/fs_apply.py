@@ -124,11 +124,14 @@ def render_all(settings: Settings) -> tuple[dict[str, dict[str, str]], dict[str,
 def apply_telephony(r: redis.Redis, settings: Settings) -> ApplyResult:
     """Write the generated files and queue the reloads FreeSWITCH needs for what changed."""
     conf = Path(settings.freeswitch_conf_dir)
+    if not conf.is_dir():
+        raise FileNotFoundError(f"FreeSWITCH configuration directory {conf} does not exist "
+                                "(install FreeSWITCH and freeswitch_conf/install.sh, or set VOICEAI_FS_CONF_DIR)")
     files, errors = render_all(settings)
     result = ApplyResult(errors=errors)
     for key, rel in LAYOUT.items():
         directory = conf / rel
-        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
         sync = sync_generated(directory, files[key])
         if key == "gateways":
             result.changed_gateways = [n.removesuffix(".xml") for n in sync.written]

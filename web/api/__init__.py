@@ -9,9 +9,9 @@ API_PREFIX = "/api"
 
 
 def _groups():
-    from web.api import api_keys, audit_logs, auth, calls, projects, system, users
-    return [auth.group, projects.group, users.group, api_keys.group, audit_logs.group, calls.group,
-            system.group]
+    from web.api import api_keys, audit_logs, auth, calls, numbers, projects, system, users
+    return [auth.group, projects.group, users.group, api_keys.group, audit_logs.group, numbers.group,
+            calls.group, system.group]
 
 
 def register_api(app: Flask) -> None:
