@@ -182,8 +182,11 @@ class CommandExecutor:
         if reply.startswith("+OK"):
             return {"ok": True, "outcome": "answered", "fs_uuid": fs_uuid}
         info = originate_error_outcome(reply)
-        # When FreeSWITCH created no channel (unknown gateway, bad number) no worker will close the row.
-        gevent.sleep(0.5)
+        # The result is reported only once the call row is final: let the channel's worker finish
+        # (it has the full hangup event); without a channel (unknown gateway) close the row here.
+        worker = self.runtime.calls.workers.get(fs_uuid)
+        if worker is not None:
+            worker.greenlet.join(timeout=5)
         self._close_call(call_id, info.outcome.value, reply.removeprefix("-ERR").strip() or "FAILED", info.title)
         return {"ok": False, "outcome": info.outcome.value, "reply": reply, "reason_ru": info.title}
 
@@ -193,8 +196,6 @@ class CommandExecutor:
         call = Call.get_or_none(Call.id == uuid.UUID(str(call_id)))
         if call is None or call.ended_at is not None:
             return
-        if call.fs_uuid and call.fs_uuid in self.runtime.calls.workers:
-            return  # the call worker will close it from the hangup event
         now = utcnow()
         Call.update(ended_at=now, state="ended", human_status="Завершён", outcome=outcome, hangup_cause=cause,
                     hangup_cause_text=text, updated_at=now).where(Call.id == call.id).execute()

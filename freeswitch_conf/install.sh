@@ -286,4 +286,6 @@ echo "  fs_cli -x 'sofia profile external rescan'"
 [ "$NEED_PROFILE_RESTART" = 1 ] && echo "  fs_cli -x 'sofia profile external restart'; fs_cli -x 'sofia profile internal restart'   # profile settings changed (drops calls on them)"
 [ "$NEED_RESTART" = 1 ] && echo "  systemctl restart freeswitch            # modules or core settings (RTP ports) changed"
 echo "Check: fs_cli -x 'sofia status' ; fs_cli -x 'module_exists mod_audio_fork'"
+echo "Voice prompts (test call, recording notice, after hours): .venv/bin/voiceai prompts render"
+echo "  (writes Russian WAVs into VOICEAI_FS_SOUNDS_DIR, default /usr/share/freeswitch/sounds/voiceai)"
 exit 0

@@ -147,6 +147,44 @@ def cmd_secrets_genkey(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_prompts_render(args: argparse.Namespace, settings: Settings) -> int:
+    from core.telephony.prompts import PromptSynthesisError, render_prompts
+    target = args.dir or settings.fs_sounds_dir
+    try:
+        done = render_prompts(target, overwrite=args.overwrite)
+    except PromptSynthesisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, how in done.items():
+        print(f"{name}.wav: {how}")
+    return 0
+
+
+def cmd_trunk_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Check a saved SIP connection (by id) or pass the raw flags on to scripts.trunk_check."""
+    from scripts import trunk_check
+    if not args.connection_id:
+        return trunk_check.main(args.rest)
+    import json as _json
+    from core.security.crypto import decrypt_secret
+    from core.telephony.fs_apply import PASSWORD_CONTEXT
+    from core.telephony.trunk_check import TrunkParams, check_trunk
+    from models.telephony import SipConnection
+    db = _db(settings)
+    with db.connection_context():
+        conn = SipConnection.get_or_none(SipConnection.id == args.connection_id)
+        if conn is None:
+            print(f"error: no SIP connection {args.connection_id}", file=sys.stderr)
+            return 2
+        password = decrypt_secret(conn.password_encrypted, PASSWORD_CONTEXT) if conn.password_encrypted else None
+        report = check_trunk(TrunkParams.from_sip_connection(conn, password))
+    if "--json" in args.rest:
+        print(_json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        trunk_check.render_text(report, sys.stdout)
+    return 0 if report.ok else 2
+
+
 def cmd_rbac_matrix(args: argparse.Namespace, settings: Settings) -> int:
     from core.security.rbac import matrix_markdown
     print(matrix_markdown())
@@ -204,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     sec = sub.add_parser("secrets", help="encryption keys").add_subparsers(dest="secrets_command", required=True)
     sec.add_parser("rotate", help="re-encrypt all secrets under the first key").set_defaults(func=cmd_secrets_rotate)
     sec.add_parser("genkey", help="print a new key for VOICEAI_ENCRYPTION_KEYS").set_defaults(func=cmd_secrets_genkey)
+
+    pr = sub.add_parser("prompts", help="voice prompts FreeSWITCH plays").add_subparsers(dest="prompts_command",
+                                                                                           required=True)
+    prr = pr.add_parser("render", help="synthesize the fixed Russian prompts into VOICEAI_FS_SOUNDS_DIR")
+    prr.add_argument("--dir", help="target directory (default: VOICEAI_FS_SOUNDS_DIR)")
+    prr.add_argument("--overwrite", action="store_true")
+    prr.set_defaults(func=cmd_prompts_render)
+
+    tc = sub.add_parser("trunk-check", help="check a SIP trunk from the shell (DNS, OPTIONS, REGISTER)")
+    tc.add_argument("--connection-id", help="a saved SIP connection; otherwise pass --host ... as for "
+                                            "python -m scripts.trunk_check")
+    tc.add_argument("rest", nargs=argparse.REMAINDER)
+    tc.set_defaults(func=cmd_trunk_check)
 
     rb = sub.add_parser("rbac", help="roles").add_subparsers(dest="rbac_command", required=True)
     rb.add_parser("matrix", help="print the permission matrix (Markdown)").set_defaults(func=cmd_rbac_matrix)

@@ -34,6 +34,10 @@ ensure_system_packages() {
   command -v psql >/dev/null || pkgs+=(postgresql-client)
   command -v redis-server >/dev/null || pkgs+=(redis-server)
   command -v redis-cli >/dev/null || pkgs+=(redis-tools)
+  # Russian speech synthesis for prompts and the agent's voice; sox for audio checks.
+  command -v text2wave >/dev/null && [ -d /usr/share/festival/voices/russian ] || pkgs+=(festival festvox-ru)
+  command -v espeak-ng >/dev/null || pkgs+=(espeak-ng)
+  command -v sox >/dev/null || pkgs+=(sox)
   pkgs+=(${VOICEAI_EXTRA_APT:-})
   apt_install "${pkgs[@]}"
 }

@@ -166,9 +166,21 @@ def app_for(redis_client, openapi_checker):
     return lambda settings: _AppClients(settings, openapi_checker)
 
 
+@pytest.fixture(scope="session")
+def prompt_files() -> dict[str, str]:
+    """The fixed Russian prompts, synthesized once per session (Festival, else espeak-ng)."""
+    from core.telephony.prompts import render_prompts
+    target = os.path.join(_TMP, "prompts")
+    render_prompts(target)
+    return {name: os.path.join(target, name) for name in os.listdir(target)}
+
+
 @pytest.fixture()
-def rig(db, redis_client, test_settings, tmp_path):
+def rig(db, redis_client, test_settings, tmp_path, prompt_files):
+    import shutil
     dirs = TelephonyDirs.make(tmp_path)
+    for name, path in prompt_files.items():
+        shutil.copy(path, dirs.sounds / name)
     sim = FsSim(dialplan_dir=str(dirs.conf / "dialplan"),
                 gateway_dir=str(dirs.conf / "sip_profiles" / "external" / "voiceai_generated"),
                 tz="Europe/Moscow").start()

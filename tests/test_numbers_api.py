@@ -179,7 +179,7 @@ def test_test_call_success_and_failure(owner):
     assert err["code"] == "TEST_CALL_FAILED" and err["human_title"] == "Тест-звонок не прошёл"
     assert err["details"]["outcome"] == "busy" and "занят" in err["details"]["reason"].lower()
     card = owner.get(f"/api/calls/{err['details']['call_id']}").get_json()
-    assert card["is_test"] and card["outcome"] == "busy"
+    assert card["is_test"] and card["outcome"] == "busy", {k: card.get(k) for k in ("state", "outcome", "ended_at", "hangup_cause")}
 
 
 def test_numbers_are_tenant_isolated(owner):

@@ -114,6 +114,20 @@ def _validate_body(meta: Any) -> None:
         g.body = validate(meta.body, json_body())
 
 
+def commit_now() -> None:
+    """Commit what the request wrote so far and continue in a fresh transaction.
+
+    For views that hand work to another process (esl_app) and wait for it: that process must see
+    the rows (the call row of a test call) before it acts. The audit row still lands at the end.
+    """
+    txn = g.get("txn")
+    if txn is None:
+        return
+    txn.__exit__(None, None, None)
+    g.txn = database.atomic()
+    g.txn.__enter__()
+
+
 def app_view() -> Any:
     from flask import current_app
     return current_app.view_functions.get(request.endpoint) if request.endpoint else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import redis
 
@@ -41,8 +41,13 @@ def command_id_for_call(call_id: uuid.UUID) -> str:
     return f"originate-{call_id}"
 
 
-def place_call(r: redis.Redis, req: OutboundRequest, node: str = "default") -> tuple[Call, TelephonyCommand]:
-    """Create the call row and queue its originate; returns both (the caller may wait on the command)."""
+def place_call(r: redis.Redis, req: OutboundRequest, node: str = "default",
+               before_submit: Callable[[], None] | None = None) -> tuple[Call, TelephonyCommand]:
+    """Create the call row and queue its originate; returns both (the caller may wait on the command).
+
+    ``before_submit`` runs between the two: a caller inside a transaction commits there, because
+    esl_app must see the row before it dials.
+    """
     trace_id = current_trace_id() or new_trace_id()
     fs_uuid = str(uuid.uuid4())
     caller_id = req.caller_id or req.sip_connection.caller_id or ""
@@ -60,5 +65,7 @@ def place_call(r: redis.Redis, req: OutboundRequest, node: str = "default") -> t
               "gateway": req.sip_connection.gateway_name, "caller_id": caller_id.lstrip("+") or None,
               "timeout_s": req.timeout_s, "variables": dict(req.variables or {}), "app": req.app,
               "recording": req.recording})
+    if before_submit is not None:
+        before_submit()
     CommandQueue(r, node).submit(cmd)
     return call, cmd

@@ -31,7 +31,7 @@ from web import audit
 from web.api import schemas as S
 from web.api.pagination import PAGE_QUERY, paginate
 from web.api.registry import ApiGroup
-from web.app import get_redis, settings
+from web.app import commit_now, get_redis, settings
 
 group = ApiGroup("numbers", "Numbers")
 
@@ -344,7 +344,7 @@ def test_call(conn_id: str):
     call, cmd = place_call(get_redis(), OutboundRequest(
         project_id=g.project.id, to_e164=to, sip_connection=conn, timeout_s=timeout, is_test=True,
         app=f"&playback({phrase})", initiated_by=g.principal.id if g.principal.kind == "user" else None),
-        node=settings().fs_node)
+        node=settings().fs_node, before_submit=commit_now)
     result = CommandQueue(get_redis(), settings().fs_node).wait_result(cmd.id, timeout + 15)
     audit.record("sip_connection.test_call", "call", call.id, after={"to": to, "result": (result or {}).get("outcome")},
                  project_id=g.project.id)
