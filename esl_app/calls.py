@@ -68,6 +68,9 @@ class CallWorker:
                     listener(event)
                 except Exception:  # noqa: BLE001 - a listener must not kill the call loop
                     log.exception("call listener failed")
+            if event.uuid and event.uuid != self.fs_uuid:
+                self._other_leg(recorder, event)
+                continue
             try:
                 with database.connection_context():
                     finished = self._apply(recorder, event)
@@ -77,6 +80,20 @@ class CallWorker:
             if finished:
                 self.runtime.calls.forget(self)
                 return
+
+    def _other_leg(self, recorder: CallRecorder, event: FsEvent) -> None:
+        """Events of the operator leg: when the operator hangs up a bridged call, the call is over."""
+        if event.name != "CHANNEL_HANGUP_COMPLETE" or event.uuid != self.tracker.operator_uuid:
+            return
+        if self.tracker.ended:
+            return
+        try:
+            with database.connection_context():
+                recorder.add_event("operator_hung_up", utcnow(), "Оператор завершил разговор",
+                                   {"operator_leg": event.uuid, "cause": event.get("Hangup-Cause", "")})
+            self.runtime.fs.api(f"uuid_kill {self.fs_uuid} NORMAL_CLEARING")
+        except Exception:  # noqa: BLE001 - the caller's own hangup event still closes the row
+            log.exception("could not end the call after the operator hung up")
 
     def _apply(self, recorder: CallRecorder, event: FsEvent) -> bool:
         finished = False
@@ -92,6 +109,8 @@ class CallWorker:
                 self.runtime.recordings.start(self, recorder)
             elif kind == "recording_done":
                 self.runtime.recordings.finish(self, recorder, data.get("path"))
+            elif kind == "kill_leg":
+                self.runtime.fs.api(f"uuid_kill {data['uuid']} NORMAL_CLEARING")
             elif kind == "finished":
                 finished = True
         return finished

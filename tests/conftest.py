@@ -22,7 +22,10 @@ from tests.support.api import ApiClient
 from tests.fssim import FsSim
 from tests.support.telephony import EslProcess, Rig, TelephonyDirs, telephony_settings
 
-TEST_DB_URL = os.environ.get("VOICEAI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/voiceai_test")
+# One database per test run (suffixed with the pid), dropped at the end: parallel runs on one
+# machine never terminate each other's connections.
+TEST_DB_URL = os.environ.get("VOICEAI_TEST_DATABASE_URL",
+                             "postgresql://postgres@127.0.0.1:5432/voiceai_test") + f"_{os.getpid()}"
 TEST_REDIS_URL = os.environ.get("VOICEAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 _TMP = tempfile.mkdtemp(prefix="voiceai-test-")
 
@@ -38,6 +41,18 @@ def _recreate_database(url: str) -> None:
                     "AND pid <> pg_backend_pid()", (name,))
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin.close()
+
+
+def _drop_database(url: str) -> None:
+    parsed = urlparse(url)
+    admin = psycopg2.connect(host=parsed.hostname, port=parsed.port or 5432,
+                             user=parsed.username or "postgres", password=parsed.password, dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()", (parsed.path.lstrip("/"),))
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(parsed.path.lstrip("/"))))
     admin.close()
 
 
@@ -68,7 +83,9 @@ def migrated_db(test_settings: Settings):
     migrate(db, log=lambda *_: None)
     with db.connection_context():
         sync_roles()
-    return db
+    yield db
+    db.close()
+    _drop_database(test_settings.database_url)
 
 
 @pytest.fixture()

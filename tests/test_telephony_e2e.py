@@ -87,6 +87,7 @@ def test_after_hours_routing_hangs_up_and_logs_the_call(rig):
     ("busy", "busy", "USER_BUSY"),
     ("no_answer", "no_answer", "NO_ANSWER"),
     ("failed", "failed", "NORMAL_TEMPORARY_FAILURE"),
+    ("rejected", "rejected", "CALL_REJECTED"),
 ])
 def test_outbound_originate_outcomes(rig, behavior, outcome, cause):
     t = make_telephony_tenant(f"out{behavior.replace('_', '')}", recording=False)
@@ -162,6 +163,23 @@ def test_attended_transfer_to_operator_with_handoff_packet(rig):
     call.hangup()
     row = rig.call_row(call.uuid, ended=True)
     assert row.outcome == "transferred"
+
+
+def test_blind_transfer_bridges_without_whisper(rig):
+    t = make_telephony_tenant("blind", recording=False, operator_target="1003", whisper=False)
+    rig.apply()
+    rig.sim.set_behavior("user/1003", outcome="answer", ring_ms=200)
+    call = rig.sim.inbound_call(caller="79162223344", destination="74951234567")
+    row = rig.call_row(call.uuid, state="in_progress")
+    result = _transfer(rig, row, t["route"])
+    assert result["ok"] is True and result["mode"] == "blind"
+    op_call = rig.sim.get_call(result["operator_leg"])
+    assert not any(p.path.startswith("tone_stream://%(300") for p in op_call.heard)  # no whisper
+    assert op_call.variables.get("voiceai_parent_call_uuid") == call.uuid
+    rig.call_row(call.uuid, state="with_operator")
+    op_call.hangup()  # the operator ends the conversation
+    call.wait_hangup(timeout=10)
+    assert rig.call_row(call.uuid, ended=True).outcome == "transferred"
 
 
 def test_operator_no_answer_falls_back_to_callback_task(rig):

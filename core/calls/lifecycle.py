@@ -24,7 +24,7 @@ STORED_STATE = {CallState.RINGING: StoredState.RINGING, CallState.ANSWERED: Stor
 
 @dataclass(frozen=True)
 class Action:
-    kind: str                      # persist | call_event | publish | start_recording | recording_done | finished
+    kind: str  # persist | call_event | publish | start_recording | recording_done | kill_leg | finished
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -142,5 +142,7 @@ class CallTracker:
                    Action("publish", {"type": "call.ended", "ts": at, "payload": payload})]
         if self.recording:
             actions.append(Action("recording_done", {"path": None}))
+        if self.operator_uuid:  # the caller left a bridged call: do not leave the operator on a dead line
+            actions.append(Action("kill_leg", {"uuid": self.operator_uuid}))
         actions.append(Action("finished", {}))
         return actions
