@@ -1,0 +1,1 @@
+"""Speech and language engines (STT, LLM, TTS, VAD) behind one interface per kind (base.py)."""
