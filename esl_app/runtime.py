@@ -28,6 +28,29 @@ from esl_app.transfer import Transfers
 log = logging.getLogger("voiceai.esl")
 
 
+class LazyEngines:
+    """The process's EngineSet, built on first use (normally by the start-up warm-up)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._set = None
+        self._lock = __import__("threading").Lock()
+
+    def load(self):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if self._set is None:
+                from core.engines.factory import EngineSet
+                self._set = EngineSet.from_settings(self.settings)
+            return self._set
+
+    def describe(self) -> dict:
+        e = self.load()
+        return {"stt": e.stt.name, "llm": e.llm.name, "tts": e.tts.name, "vad": e.vad.name}
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.load(), name)
+
+
 class EslRuntime:
     def __init__(self, settings: Settings, redis_client: redis.Redis | None = None,
                  connect_timeout_s: float = 5.0, max_backoff_s: float = 30.0) -> None:
@@ -38,6 +61,11 @@ class EslRuntime:
         self.recordings = Recordings(self, make_storage(settings), settings.fs_recordings_dir)
         self.transfers = Transfers(self)
         self.commands = CommandExecutor(self, CommandQueue(self.redis, self.node))
+        from esl_app.voice import VoiceManager
+        self.voice = VoiceManager(self, LazyEngines(settings), max_calls=settings.max_voice_calls,
+                                  playback_mode=settings.playback_mode, tts_dir=settings.fs_tts_dir,
+                                  pool_size=settings.inference_threads)
+        self.audio_server = None
         self.fs: FsConnection = None  # type: ignore[assignment]
         self.connect_timeout_s = connect_timeout_s
         self.max_backoff_s = max_backoff_s
@@ -98,6 +126,18 @@ class EslRuntime:
 
     def start(self) -> None:
         self._greenlets = [gevent.spawn(self.supervise), gevent.spawn(self._commands_when_connected)]
+        if self.settings.voice_enabled:
+            from esl_app.audio_server import serve_audio
+            self.audio_server = serve_audio(self, self.settings.audio_ws_host, self.settings.audio_ws_port)
+            self._greenlets.append(gevent.spawn(self._warm_up))
+
+    def _warm_up(self) -> None:
+        """Load the models in the inference pool at start, so the first caller does not wait."""
+        try:
+            self.voice.pool.run(self.voice.engines.load)
+            log.info("voice engines ready", extra=self.voice.engines.describe())
+        except Exception as exc:  # noqa: BLE001 - calls will be handed to an operator instead
+            log.error("voice engines failed to load", extra={"error": str(exc)})
 
     def _commands_when_connected(self) -> None:
         while not self.stopping.is_set():
@@ -126,6 +166,8 @@ class EslRuntime:
 
     def stop(self) -> None:
         self.stopping.set()
+        if self.audio_server is not None:
+            self.audio_server.stop(timeout=2)
         self.commands.stop()
         for worker in list(self.calls.workers.values()):
             worker.stop()

@@ -56,10 +56,21 @@ class TelephonyDirs:
         return dirs
 
 
-def telephony_settings(base: Settings, dirs: TelephonyDirs, esl_port: int, audio_port: int = 1) -> Settings:
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def telephony_settings(base: Settings, dirs: TelephonyDirs, esl_port: int, voice: bool = False,
+                       **overrides: Any) -> Settings:
+    """Settings for an esl_app under test; the voice loop (models) only when a test needs it."""
     return dataclasses.replace(base, esl_port=esl_port, esl_password="ClueCon", freeswitch_conf_dir=str(dirs.conf),
                                fs_recordings_dir=str(dirs.recordings), storage_dir=str(dirs.storage),
-                               fs_sounds_dir=str(dirs.sounds), audio_ws_port=audio_port, drain_timeout_s=30)
+                               fs_sounds_dir=str(dirs.sounds), audio_ws_port=free_port() if voice else 1,
+                               drain_timeout_s=30, voice_enabled=voice, fs_tts_dir=str(dirs.conf.parent / "tts"),
+                               **overrides)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -1,0 +1,115 @@
+"""Building the process's engines from configuration, once per process.
+
+``EngineSet.from_settings`` resolves model paths (explicit setting, else what ``voiceai models
+install`` put in VOICEAI_MODELS_DIR), imports implementation modules lazily and loads each model
+once. An LLM that cannot load falls back to the deterministic scripted engine with an error in the
+log, so calls keep working (the fallback scenarios of the spec) instead of failing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from core.config import Settings
+from core.engines.base import EngineUnavailable, LlmEngine, SttEngine, TtsEngine, VadEngine
+
+log = logging.getLogger("voiceai.engines")
+_lock = threading.Lock()
+_cache: dict[tuple, Any] = {}
+
+
+def _once(key: tuple, build: Callable[[], Any]) -> Any:
+    with _lock:
+        if key not in _cache:
+            _cache[key] = build()
+        return _cache[key]
+
+
+def _models_dir(settings: Settings) -> Path:
+    return Path(settings.models_dir)
+
+
+def _pick_gguf(settings: Settings) -> str | None:
+    if settings.llm_model:
+        return settings.llm_model
+    root = _models_dir(settings)
+    candidates = sorted(root.glob("**/*.gguf"), key=lambda p: p.stat().st_size, reverse=True)
+    return str(candidates[0]) if candidates else None
+
+
+def build_stt(settings: Settings) -> SttEngine:
+    if settings.stt_engine == "vosk":
+        from core.engines.stt_vosk import VoskStt
+        path = settings.stt_model or str(next(iter(sorted(_models_dir(settings).glob("vosk*"))), ""))
+        return _once(("stt", "vosk", path), lambda: VoskStt(path))
+    if settings.stt_engine == "whisper":
+        from core.engines.stt_whisper import WhisperStt
+        path = settings.stt_model or str(_models_dir(settings) / "whisper-base")
+        return _once(("stt", "whisper", path), lambda: WhisperStt(path, cpu_threads=settings.inference_threads))
+    raise ValueError(f"unknown VOICEAI_STT_ENGINE {settings.stt_engine!r}")
+
+
+def build_llm(settings: Settings, fallback: bool = True) -> LlmEngine:
+    from core.engines.llm_scripted import ScriptedLlm
+    try:
+        if settings.llm_engine == "scripted":
+            return _once(("llm", "scripted"), ScriptedLlm)
+        if settings.llm_engine == "http":
+            from core.engines.llm_http import OpenAiCompatibleLlm
+            return _once(("llm", "http", settings.llm_url, settings.llm_model),
+                         lambda: OpenAiCompatibleLlm(settings.llm_url, model=settings.llm_model or "default",
+                                                     api_key=settings.llm_api_key or None))
+        if settings.llm_engine == "llama":
+            from core.engines.llm_llama import LlamaCppLlm
+            path = _pick_gguf(settings)
+            if path is None:
+                raise EngineUnavailable("llama", "no GGUF model installed", "run: voiceai models install")
+            return _once(("llm", "llama", path), lambda: LlamaCppLlm(path, n_threads=settings.inference_threads))
+        raise ValueError(f"unknown VOICEAI_LLM_ENGINE {settings.llm_engine!r}")
+    except (EngineUnavailable, ImportError, OSError) as exc:
+        if not fallback:
+            raise
+        log.error("LLM unavailable; using the scripted fallback engine", extra={"error": str(exc)})
+        return _once(("llm", "scripted"), ScriptedLlm)
+
+
+def build_tts(settings: Settings) -> TtsEngine:
+    if settings.tts_engine == "festival":
+        from core.engines.tts_festival import FestivalTts
+        return _once(("tts", "festival"), FestivalTts)
+    if settings.tts_engine == "espeak":
+        from core.engines.tts_espeak import EspeakTts
+        return _once(("tts", "espeak"), EspeakTts)
+    if settings.tts_engine == "piper":
+        from core.engines.tts_piper import PiperTts
+        return _once(("tts", "piper", settings.tts_voice), lambda: PiperTts(settings.tts_voice))
+    if settings.tts_engine == "coqui":
+        from core.engines.tts_coqui import CoquiTts
+        return _once(("tts", "coqui", settings.tts_voice), lambda: CoquiTts(settings.tts_voice))
+    raise ValueError(f"unknown VOICEAI_TTS_ENGINE {settings.tts_engine!r}")
+
+
+def build_vad(settings: Settings) -> VadEngine:
+    from core.engines.vad import SileroVad, WebRtcVad
+    if settings.vad_engine == "silero":
+        return _once(("vad", "silero"), SileroVad)
+    return _once(("vad", "webrtc", settings.vad_aggressiveness),
+                 lambda: WebRtcVad(aggressiveness=settings.vad_aggressiveness))
+
+
+@dataclass
+class EngineSet:
+    stt: SttEngine
+    llm: LlmEngine
+    tts: TtsEngine
+    vad: VadEngine
+    normalize: Callable[[str], str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "EngineSet":
+        from core.engines.text_norm_ru import normalize
+        return cls(stt=build_stt(settings), llm=build_llm(settings), tts=build_tts(settings),
+                   vad=build_vad(settings), normalize=normalize)

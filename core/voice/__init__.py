@@ -1,0 +1,1 @@
+"""The real-time voice loop: turn-taking, dialog replies, sentence streaming (pure parts)."""
