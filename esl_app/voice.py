@@ -62,6 +62,9 @@ class VoiceSettings:
     barge_in_min_ms: int = 300
     max_call_s: int = 900
     turn: TurnConfig = field(default_factory=TurnConfig)
+    # {"engine": "scripted", "rules": [...], "default_reply": ..., "token_delay_s": ...}: the agent's
+    # deterministic mode; otherwise the process LLM is used.
+    llm: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_agent_config(cls, config: dict[str, Any]) -> "VoiceSettings":
@@ -73,6 +76,7 @@ class VoiceSettings:
                     "barge_in", "barge_in_min_ms", "max_call_s"):
             if key in voice:
                 setattr(s, key, type(getattr(s, key))(voice[key]))
+        s.llm = dict(config.get("llm") or {})
         turn = voice.get("turn") or {}
         s.turn = TurnConfig(**{k: int(v) for k, v in turn.items() if k in TurnConfig.__dataclass_fields__})
         return s
@@ -538,7 +542,7 @@ class VoiceManager:
 
     @property
     def llm_name(self) -> str:
-        return getattr(self.engines.llm, "name", "llm")
+        return getattr(self.engines.llm, "name", "llm") if self.engines._set is not None else "llm"
 
     def normalize(self, text: str) -> str:
         return self.engines.normalize(text)
@@ -547,9 +551,14 @@ class VoiceManager:
         return self.engines.vad.is_speech(frame, rate)
 
     def responder_for(self, settings: VoiceSettings) -> LlmResponder:
+        engine = self.engines.llm
+        if settings.llm.get("engine") == "scripted":
+            from core.engines.llm_scripted import ScriptedLlm
+            cfg = {k: v for k, v in settings.llm.items() if k in ("rules", "default_reply", "token_delay_s")}
+            engine = ScriptedLlm(**cfg)
         if settings.system_prompt:
-            return LlmResponder(self.engines.llm, settings.system_prompt)
-        return LlmResponder(self.engines.llm)
+            return LlmResponder(engine, settings.system_prompt)
+        return LlmResponder(engine)
 
     def operator_route_for(self, call: Any) -> str | None:
         from models.telephony import PhoneNumber

@@ -193,18 +193,34 @@ def prompt_files() -> dict[str, str]:
 
 
 @pytest.fixture()
-def rig(db, redis_client, test_settings, tmp_path, prompt_files):
+def rig_factory(db, redis_client, test_settings, tmp_path, prompt_files):
+    """Start the simulator and a real esl_app; ``voice=True`` also runs the audio server and engines."""
     import shutil
-    dirs = TelephonyDirs.make(tmp_path)
-    for name, path in prompt_files.items():
-        shutil.copy(path, dirs.sounds / name)
-    sim = FsSim(dialplan_dir=str(dirs.conf / "dialplan"),
-                gateway_dir=str(dirs.conf / "sip_profiles" / "external" / "voiceai_generated"),
-                tz="Europe/Moscow").start()
-    settings = telephony_settings(test_settings, dirs, sim.port)
-    esl = EslProcess(settings, tmp_path / "esl.log").start()
-    esl.wait_log("connected to FreeSWITCH")
-    rig = Rig(sim, esl, settings, dirs, redis_client, tmp_path)
-    yield rig
-    esl.close()
-    sim.stop()
+    started: list[Rig] = []
+
+    def make(voice: bool = False, **overrides) -> Rig:
+        base = tmp_path / f"rig{len(started)}"
+        dirs = TelephonyDirs.make(base)
+        for name, path in prompt_files.items():
+            shutil.copy(path, dirs.sounds / name)
+        sim = FsSim(dialplan_dir=str(dirs.conf / "dialplan"),
+                    gateway_dir=str(dirs.conf / "sip_profiles" / "external" / "voiceai_generated"),
+                    tz="Europe/Moscow").start()
+        settings = telephony_settings(test_settings, dirs, sim.port, voice=voice, **overrides)
+        esl = EslProcess(settings, base / "esl.log").start()
+        esl.wait_log("connected to FreeSWITCH")
+        if voice:
+            esl.wait_log("voice engines ready", timeout=120)
+        r = Rig(sim, esl, settings, dirs, redis_client, base)
+        started.append(r)
+        return r
+
+    yield make
+    for r in started:
+        r.esl.close()
+        r.sim.stop()
+
+
+@pytest.fixture()
+def rig(rig_factory):
+    return rig_factory()

@@ -1,0 +1,164 @@
+"""The voice loop end to end: a simulated caller speaks Russian into a real esl_app.
+
+Caller speech is synthesized with Festival and streamed by the simulator's mod_audio_fork client in
+real time; esl_app runs VAD, Whisper, the agent's scripted replies and Festival; the simulator
+"hears" the agent's playback, and Whisper transcribes what the caller heard.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from core.audio import read_wav, resample
+from models.calls import CallEvent, CallIssue, Transcript
+from tests.support.telephony import make_telephony_tenant, wait_until
+
+CALLER_1 = "Здравствуйте, я хочу записаться к стоматологу на завтра."
+CALLER_2 = "Подождите, а сколько стоит консультация врача?"
+REPLY_1 = ("Конечно, я записываю вас к стоматологу на завтра. "
+           "Врач принимает с девяти утра до шести вечера, подойдёт ли вам утреннее время?")
+REPLY_2 = "Консультация стоит одну тысячу рублей."
+
+AGENT_CONFIG = {
+    "greeting": "Здравствуйте! Клиника Улыбка.",
+    "llm": {"engine": "scripted", "rules": [
+        {"keywords": ["запис"], "reply": REPLY_1},
+        {"keywords": ["сколько", "стоит", "цен"], "reply": REPLY_2},
+    ], "default_reply": "Повторите, пожалуйста."},
+    "voice": {"silence_reprompt_s": 30, "barge_in_min_ms": 300},
+}
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^а-яё0-9 ]", "", text.lower().replace("ё", "е")).strip()
+
+
+def similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, _norm(a).split(), _norm(b).split()).ratio()
+
+
+@pytest.fixture(scope="session")
+def festival_speech(tmp_path_factory) -> dict[str, str]:
+    out = {}
+    base = tmp_path_factory.mktemp("speech")
+    for key, text in (("caller1", CALLER_1), ("caller2", CALLER_2)):
+        txt = base / f"{key}.txt"
+        txt.write_text(text, encoding="utf-8")
+        wav = base / f"{key}.wav"
+        subprocess.run(["text2wave", "-eval", "(voice_msu_ru_nsh_clunits)", str(txt), "-o", str(wav)],
+                       check=True, capture_output=True, timeout=60)
+        out[key] = str(wav)
+    return out
+
+
+@pytest.fixture(scope="session")
+def whisper():
+    from core.config import Settings
+    from core.engines.factory import build_stt
+    import os
+    settings = Settings.from_env(environ={"VOICEAI_MODELS_DIR": os.environ.get("VOICEAI_MODELS_DIR", "var/models")})
+    try:
+        return build_stt(settings)
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Whisper model not installed (run: voiceai models install): {exc}")
+
+
+def _duration_ms(path: str) -> int:
+    pcm, rate = read_wav(path)
+    return len(pcm) * 1000 // (2 * rate)
+
+
+def test_voice_turn_answer_heard_barge_in_and_timings(rig_factory, festival_speech, whisper, tmp_path):
+    import os
+    rig = rig_factory(voice=True, stt_engine="whisper", llm_engine="scripted", tts_engine="festival",
+                      models_dir=os.environ.get("VOICEAI_MODELS_DIR", str(Path("var/models").resolve())))
+    t = make_telephony_tenant("voice", recording=False)
+    t["version"].config_json = AGENT_CONFIG
+    t["version"].save()
+    rig.apply()
+    c1, c2 = festival_speech["caller1"], festival_speech["caller2"]
+    # Caller: waits for the greeting, says sentence 1, waits ~2.5 s into the long reply, interrupts.
+    audio = [3500, c1, 2500, c2, 12000]
+    call = rig.sim.inbound_call(caller="79161234567", destination="74951234567", audio=audio)
+    row = rig.call_row(call.uuid, state="in_progress")
+
+    def transcripts(speaker):
+        return list(Transcript.select().where((Transcript.call == row.id) & (Transcript.speaker == speaker))
+                    .order_by(Transcript.ts_start_ms))
+
+    # 1. What the caller said is transcribed closely, with times and confidence.
+    first = wait_until(lambda: (lambda ts: ts[0] if ts else None)(transcripts("caller")), timeout=60,
+                       message="caller transcript")
+    assert similarity(first.text, CALLER_1) >= 0.8, first.text
+    assert 0 < first.stt_confidence <= 1 and first.ts_end_ms > first.ts_start_ms >= 3000
+
+    # 2. The agent answered, and the caller heard the answer (Whisper on what was played).
+    wait_until(lambda: any(e.type == "barge_in" for e in CallEvent.select().where(CallEvent.call == row.id)),
+               timeout=60, message="barge-in")
+    plays = [p for p in call.heard if "/tts/" in p.path]
+    reply_plays = [p for p in plays if Path(p.path).name != "1.wav"]  # sentence 1 is the greeting
+    assert reply_plays, [p.path for p in call.heard]
+    heard = whisper.transcribe(resample(reply_plays[0].pcm, 8000, 16000), 16000)  # the caller's ear: 8 kHz
+    assert similarity(heard.text, REPLY_1.split(". ")[0]) >= 0.7, heard.text
+
+    # 3. Barge-in: playback broken, queue dropped, the dialog keeps only what was heard.
+    assert any(p.broken for p in call.heard)
+    agent = wait_until(lambda: [a for a in transcripts("agent") if a.interrupted] or None, timeout=30,
+                       message="interrupted agent transcript")[0]
+    assert agent.heard_text is not None and len(agent.heard_text) < len(agent.text)
+
+    # 4. The second question is answered after the interruption.
+    second = wait_until(lambda: (lambda ts: ts[1] if len(ts) > 1 else None)(transcripts("caller")), timeout=60,
+                        message="second caller transcript")
+    assert similarity(second.text, CALLER_2) >= 0.7, second.text
+    wait_until(lambda: any(similarity(a.text, REPLY_2) > 0.9 for a in transcripts("agent")), timeout=60,
+               message="second reply")
+
+    # 5. Timings of every stage are recorded.
+    timing = wait_until(lambda: CallEvent.select().where((CallEvent.call == row.id)
+                                                         & (CallEvent.type == "turn_timing")).first(),
+                        timeout=30, message="turn timing")
+    marks = timing.payload_json["marks_ms"]
+    for key in ("end_of_speech", "stt_final", "llm_first_token", "first_sentence", "tts_first_audio",
+                "first_audio_sent"):
+        assert key in marks, marks
+    assert marks["end_of_speech"] <= marks["stt_final"] <= marks["first_audio_sent"]
+    call.hangup()
+    rig.call_row(call.uuid, ended=True)
+
+
+def test_low_confidence_twice_escalates_with_issue(rig_factory, tmp_path):
+    """Noise that Whisper cannot read: the agent asks to repeat, then escalates (call_issues row)."""
+    import array
+    import math
+    import os
+    import random
+    import wave
+    rig = rig_factory(voice=True, stt_engine="whisper", llm_engine="scripted", tts_engine="festival",
+                      models_dir=os.environ.get("VOICEAI_MODELS_DIR", str(Path("var/models").resolve())))
+    t = make_telephony_tenant("lowconf", recording=False, operator_target="1001", whisper=False)
+    t["version"].config_json = {**AGENT_CONFIG, "voice": {**AGENT_CONFIG["voice"], "low_confidence": 0.99}}
+    t["version"].save()
+    rig.apply()
+    rig.sim.set_behavior("user/1001", outcome="answer", ring_ms=200)
+    rnd = random.Random(7)
+    noise = tmp_path / "mumble.wav"
+    with wave.open(str(noise), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+        w.writeframes(array.array("h", (int(6000 * math.sin(i / 7) * rnd.random()) for i in range(8000 * 2))).tobytes())
+    call = rig.sim.inbound_call(caller="79160000009", destination="74951234567",
+                                audio=[3500, str(noise), 4000, str(noise), 15000])
+    row = rig.call_row(call.uuid, state="in_progress")
+    issue = wait_until(lambda: CallIssue.select().where((CallIssue.call == row.id)
+                                                        & (CallIssue.code == "STT_LOW_CONFIDENCE")).first(),
+                       timeout=60, message="STT_LOW_CONFIDENCE issue")
+    assert issue.details_json["turns"] == 2
+    events = [e.type for e in CallEvent.select().where(CallEvent.call == row.id)]
+    assert events.count("stt_low_confidence") == 2
+    rig.call_row(call.uuid, state="with_operator", timeout=30)
+    call.hangup()
