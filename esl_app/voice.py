@@ -192,6 +192,8 @@ class VoiceCall:
         self.last_caller_activity = time.monotonic()
         self._barge_speech_ms = 0
         self._playback_done: dict[str, Event] = {}
+        self._first_frame_at: float | None = None
+        self.max_backlog_frames = 0
         self.recorder = CallRecorder(self.call, self.runtime.redis)
         tts_dir = manager.tts_dir / str(self.call.id)
         tts_dir.mkdir(parents=True, exist_ok=True)
@@ -219,6 +221,8 @@ class VoiceCall:
             self.ended.set()
             if self.cancel_gen is not None:
                 self.cancel_gen.set()
+            self._event("voice_stats", "", {"frames": self.frames, "max_backlog_frames": self.max_backlog_frames,
+                                            "turns": len([1 for _ in self.history if _.role == "user"])})
             try:
                 self.worker.listeners.remove(self._on_fs_event)
             except ValueError:
@@ -228,6 +232,14 @@ class VoiceCall:
 
     def _frame(self, frame: bytes) -> None:
         self.frames += 1
+        now = time.monotonic()
+        if self._first_frame_at is None:
+            self._first_frame_at = now
+        else:
+            # Frames arrive every frame_ms; frames this loop is behind real time beyond 40 ms of
+            # network/scheduling jitter (0: keeping up).
+            behind = (now - self._first_frame_at) * 1000 / self.s.turn.frame_ms - (self.frames - 1)
+            self.max_backlog_frames = max(self.max_backlog_frames, max(0, int(behind) - 2))
         t_ms = int(self.frames * self.s.turn.frame_ms)
         speech = self.m.vad_is_speech(frame, self.rate)
         if speech:
@@ -307,6 +319,8 @@ class VoiceCall:
             started = time.perf_counter()
             result = m.pool.run(m.stt.transcribe, audio, m.stt.sample_rate, None)
             timer.compute["stt"] = (time.perf_counter() - started) * 1000
+            timer.compute["stt_audio"] = len(audio) * 1000 / (2 * m.stt.sample_rate)
+            timer.compute["endpoint_wait"] = float(ev.decided_ms - ev.t_ms)
         except EngineError as exc:
             log.error("speech recognition failed", extra={"error": str(exc)})
             self._issue("STT_LOW_CONFIDENCE", {"error": str(exc)})
@@ -339,9 +353,12 @@ class VoiceCall:
                 timer.mark("llm_first_token")
                 reply_parts.append(piece)
                 for sentence in splitter.feed(piece):
+                    if "llm_first_sentence" not in timer.compute:
+                        timer.compute["llm_first_sentence"] = (time.perf_counter() - started) * 1000
                     utterances.append(self._queue_sentence(sentence, timer))
             if not cancel.is_set():
                 for sentence in splitter.flush():
+                    timer.compute.setdefault("llm_first_sentence", (time.perf_counter() - started) * 1000)
                     utterances.append(self._queue_sentence(sentence, timer))
         except EngineError as exc:
             log.error("reply generation failed", extra={"error": str(exc)})
@@ -375,7 +392,12 @@ class VoiceCall:
                 started = time.perf_counter()
                 audio = m.pool.run(m.tts.synthesize, m.normalize(text))
                 if timer is not None:
-                    timer.compute.setdefault("tts_first", (time.perf_counter() - started) * 1000)
+                    spent = (time.perf_counter() - started) * 1000
+                    if "tts_first" not in timer.compute:
+                        timer.compute["tts_first"] = spent
+                        timer.compute["tts_first_audio"] = float(audio.duration_ms)
+                    timer.compute["tts_total"] = timer.compute.get("tts_total", 0.0) + spent
+                    timer.compute["tts_audio_total"] = timer.compute.get("tts_audio_total", 0.0) + audio.duration_ms
                     timer.mark("tts_first_audio")
                 result.set(audio)
             except Exception as exc:  # noqa: BLE001
