@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import threading
+import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
 
@@ -39,17 +42,28 @@ class LocalStorage:
     def put_file(self, key: str, local_path: str) -> int:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, dest)
+        # A unique temporary name: two writers of one key (RECORD_STOP and hangup) must not share it.
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex}.part")
+        try:
+            with open(local_path, "rb") as src, open(tmp, "xb") as out:
+                shutil.copyfileobj(src, out, 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return dest.stat().st_size
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
 
     def size(self, key: str) -> int | None:
-        p = self._path(key)
-        return p.stat().st_size if p.exists() else None
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -77,8 +91,11 @@ class S3Storage:
         from botocore.exceptions import ClientError
         try:
             return int(self.client.head_object(Bucket=self.bucket, Key=_safe_key(key))["ContentLength"])
-        except ClientError:
-            return None
+        except ClientError as exc:
+            # Only "no such object" means missing; access denied, a missing bucket etc. must surface.
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=_safe_key(key))
@@ -92,14 +109,34 @@ class S3Storage:
             body.close()
 
 
+_s3_clients: dict[tuple, object] = {}
+_s3_clients_lock = threading.Lock()
+
+
+def _s3_client(settings: Settings):  # type: ignore[no-untyped-def]
+    """One boto3 client per endpoint and credentials, shared by the process.
+
+    ``boto3.client()`` goes through boto3's default session, which is not safe to use from several
+    threads at once (the web server makes a storage per request); clients themselves are
+    thread-safe, so they are built under a lock from a private session and reused.
+    """
+    ident = (settings.s3_endpoint_url, settings.s3_access_key, settings.s3_secret_key, settings.s3_region)
+    with _s3_clients_lock:
+        client = _s3_clients.get(ident)
+        if client is None:
+            import boto3
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=settings.s3_endpoint_url or None,
+                aws_access_key_id=settings.s3_access_key or None,
+                aws_secret_access_key=settings.s3_secret_key or None,
+                region_name=settings.s3_region)
+            _s3_clients[ident] = client
+        return client
+
+
 def make_storage(settings: Settings) -> Storage:
     if settings.storage_backend == "s3":
-        import boto3
-        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None,
-                              aws_access_key_id=settings.s3_access_key or None,
-                              aws_secret_access_key=settings.s3_secret_key or None,
-                              region_name=settings.s3_region)
-        return S3Storage(settings.s3_bucket, client)
+        return S3Storage(settings.s3_bucket, _s3_client(settings))
     if settings.storage_backend != "local":
         raise ValueError(f"VOICEAI_STORAGE_BACKEND must be 'local' or 's3', not {settings.storage_backend!r}")
     return LocalStorage(settings.storage_dir)
