@@ -22,6 +22,8 @@ def purge_recordings(storage: Storage | None = None, now: dt.datetime | None = N
     """Delete expired recordings of every project; returns how many were removed."""
     storage = storage or make_storage(get_settings())
     now = now or utcnow()
+    if now.tzinfo is None:  # a naive "now" would be read in the database session's time zone
+        now = now.replace(tzinfo=dt.timezone.utc)
     removed = 0
     for project in Project.select(Project.id, Project.recording_retention_days):
         cutoff = now - dt.timedelta(days=project.recording_retention_days)
@@ -34,8 +36,9 @@ def purge_recordings(storage: Storage | None = None, now: dt.datetime | None = N
             except Exception:  # noqa: BLE001 - try again on the next run
                 log.exception("could not delete recording", extra={"call_id": str(call.id)})
                 continue
-            Call.update(recording_deleted_at=now).where(Call.id == call.id).execute()
-            removed += 1
+            # A concurrent run (a job overrunning its period) may have marked it meanwhile.
+            removed += (Call.update(recording_deleted_at=now)
+                        .where((Call.id == call.id) & Call.recording_deleted_at.is_null()).execute())
     if removed:
         log.info("expired recordings deleted", extra={"count": removed})
     return removed

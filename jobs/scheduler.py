@@ -36,9 +36,15 @@ def tick(r: redis.Redis, now: float | None = None, periodic: list[Periodic] = PE
     enqueued = []
     for job in periodic:
         period = int(now // job.every_s)
-        if r.set(f"sched:{job.name}:{period}", "1", nx=True, ex=job.every_s * 2):
-            Queue(job.queue, connection=r).enqueue(job.func, job_id=f"{job.name}-{period}",
-                                                   job_timeout=job.every_s)
+        key = f"sched:{job.name}:{period}"
+        if r.set(key, "1", nx=True, ex=job.every_s * 2):
+            try:
+                Queue(job.queue, connection=r).enqueue(job.func, job_id=f"{job.name}-{period}",
+                                                       job_timeout=job.every_s)
+            except Exception:  # noqa: BLE001 - release the period so the next tick (any worker) retries
+                log.exception("could not enqueue periodic job", extra={"job": job.name})
+                r.delete(key)
+                continue
             enqueued.append(job.name)
     return enqueued
 
