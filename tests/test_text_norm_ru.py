@@ -313,3 +313,9 @@ def test_split_then_normalize_keeps_every_number() -> None:
     assert spoken[0] == "Ваш приём двадцать пятого ноября две тысячи двадцать шестого года в девять ноль пять."
     assert spoken[1] == "Стоимость тысяча пятьсот рублей."
     assert spoken[2].startswith("Телефон: восемь, восемьсот, пятьсот пятьдесят пять")
+
+
+def test_normalize_is_idempotent() -> None:
+    """Engines normalize again whatever they get: already-normalized text must not change."""
+    for _, expected in NORMALIZE_CASES:
+        assert normalize(expected) == expected
