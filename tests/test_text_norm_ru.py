@@ -319,3 +319,11 @@ def test_normalize_is_idempotent() -> None:
     """Engines normalize again whatever they get: already-normalized text must not change."""
     for _, expected in NORMALIZE_CASES:
         assert normalize(expected) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "12345678901234567890 руб.", "1 000 000 000 000 000 %", "99.99.9999", "25:61", "0,0001 😀 № 1e10",
+])
+def test_normalize_never_fails_and_leaves_no_digits(text: str) -> None:
+    out = normalize(text)
+    assert not any(ch.isdigit() for ch in out), out

@@ -38,8 +38,11 @@ Everything here is pure string processing (no I/O, no state), so it is cheap to 
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["normalize", "split_sentences", "cardinal", "ordinal", "decimal", "agree", "transliterate"]
 
@@ -165,8 +168,8 @@ def cardinal(n: int, gender: str = "m", case: str = "nom") -> str:
     while n:
         groups.append(n % 1000)
         n //= 1000
-    if len(groups) > len(_SCALES):
-        raise ValueError("number too large")
+    if len(groups) > len(_SCALES):  # beyond trillions: read the digits
+        return " ".join(_CARD_DIGIT[int(d)] for d in str(sum(g * 1000 ** i for i, g in enumerate(groups))))
     words: list[str] = []
     top = len(groups) - 1
     for scale in range(top, -1, -1):
@@ -1179,23 +1182,28 @@ class _FracMatch:
 
 
 def normalize(text: str) -> str:
-    """Make Russian text speakable: numbers, dates, times, money, phones, abbreviations in words."""
+    """Make Russian text speakable: numbers, dates, times, money, phones, abbreviations in words.
+
+    Never raises: a pass that fails on odd input is skipped (and logged), the rest still run.
+    """
     if not text:
         return ""
     t = text.replace("\u00ad", "")
     t = re.sub(r"[\u2010\u2011]", "-", t)
+    for name, step in _PASSES:
+        try:
+            t = step(t)
+        except Exception:  # noqa: BLE001 - speech must go on; the pass is a bug to fix
+            _log.warning("text normalization pass %s failed on %r", name, t[:200], exc_info=True)
+    return t.strip()
+
+
+def _pass_addresses(t: str) -> str:
     t = _EMAIL_RE.sub(lambda m: _say_address(m.group(0)), t)
-    t = _URL_RE.sub(_url_sub, t)
-    t = _PHONE_RE.sub(_phone_sub, t)
-    t = _expand_abbr(t, _ABBR_EARLY_RE)
-    t = _pass_dates(t)
-    t = _pass_weekdays(t)
-    t = _pass_times(t)
-    t = _pass_work_hours(t)
-    t = _pass_units(t)
-    t = _pass_cardinal_suffixes(t)
-    t = _pass_ordinals(t)
-    t = _pass_numbers(t)
+    return _URL_RE.sub(_url_sub, t)
+
+
+def _pass_symbols(t: str) -> str:
     t = _expand_abbr(t, _ABBR_LATE_RE)
     t = re.sub(r"(?<![А-Яа-яЁё])[А-ЯЁ]{2,6}(?![А-Яа-яЁё])", _spell_acronym, t)
     t = t.replace("&", " и ").replace("=", " равно ")
@@ -1204,11 +1212,31 @@ def normalize(text: str) -> str:
     t = re.sub(r"(?<![\w])₽(?![\w])", "рубль", t)
     t = re.sub(r"(?<![\w])%(?![\w])", "процент", t)
     t = re.sub(r"(?<=\s)\+(?=\s)", "плюс", t)
+    return t
+
+
+def _pass_spaces(t: str) -> str:
     t = re.sub(r"[ \t\u00a0\u202f\u2009]+", " ", t)
     t = re.sub(r" ([,.!?;:)])", r"\1", t)
     t = re.sub(r",(?=[,.!?])", "", t)
-    t = re.sub(r",\s*$", "", t)
-    return t.strip()
+    return re.sub(r",\s*$", "", t)
+
+
+_PASSES = [
+    ("addresses", _pass_addresses),
+    ("phones", lambda t: _PHONE_RE.sub(_phone_sub, t)),
+    ("abbreviations", lambda t: _expand_abbr(t, _ABBR_EARLY_RE)),
+    ("dates", _pass_dates),
+    ("weekdays", _pass_weekdays),
+    ("times", _pass_times),
+    ("work_hours", _pass_work_hours),
+    ("units", _pass_units),
+    ("cardinal_suffixes", _pass_cardinal_suffixes),
+    ("ordinals", _pass_ordinals),
+    ("numbers", _pass_numbers),
+    ("symbols", _pass_symbols),
+    ("spaces", _pass_spaces),
+]
 
 
 # ---- sentence splitting ---------------------------------------------------------------------------
