@@ -340,3 +340,20 @@ def test_whisper_hears_normalized_numbers(festival, whisper_model) -> None:  # t
     print("whisper:", heard)
     for expected in ("пять минут", "кабинете двенадцать", "тысяча пятьсот рублей"):
         assert expected in words, (expected, heard)
+
+
+@needs_festival
+def test_festival_timeout_restarts_the_server() -> None:
+    from core.engines.tts_festival import FestivalTts
+
+    with FestivalTts(request_timeout=2.0) as engine:
+        server = engine.server_pid
+        conn = engine._take()
+        conn.sock.settimeout(0.5)
+        engine._idle.append(conn)
+        with pytest.raises(EngineError) as exc:
+            # a request that takes longer than the socket timeout
+            engine.synthesize("Очень длинное предложение. " * 40)
+        assert exc.value.code == "timeout"
+        assert rms(engine.synthesize("Снова работаю.").pcm16) > 300
+        assert engine.server_pid != server

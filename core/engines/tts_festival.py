@@ -21,7 +21,9 @@ How it runs:
   process is started per call. One request at a time per connection (a semaphore of
   ``pool_size``); ``pool_size`` > 1 gives parallel synthesis on several cores.
 * If the server or a connection's child dies, the next request notices (process poll, EOF on the
-  socket), restarts what is needed and retries once. ``close()`` kills the whole process group.
+  socket), restarts what is needed and retries once. A request that gets no answer within
+  ``request_timeout`` restarts the server (a hung child would hold a core) and fails with
+  ``timeout``. ``close()`` kills the whole process group.
 
 Protocol (Festival's server, ``festival/src/arch/festival`` and speech_tools' key stuffing): the
 client sends S-expressions; the server answers with zero or more ``WV\\n``/``LP\\n`` blocks, each
@@ -421,6 +423,13 @@ class FestivalTts(TtsEngine):
         self._idle.append(conn)
         return server
 
+    def _restart(self) -> None:
+        """Kill the server and its children; the next request starts a new one."""
+        with self._lock:
+            self._drop_idle()
+            if self._server is not None:
+                self._server.stop()
+
     def _connect(self, server: _Server) -> _Connection:
         conn = _Connection(server.port, server.password, self.request_timeout, self._generation)
         return conn
@@ -472,6 +481,7 @@ class FestivalTts(TtsEngine):
                     raise EngineError(self.name, "failed", f"festival could not synthesize: {exc}") from exc
                 except socket.timeout as exc:
                     conn.close()
+                    self._restart()  # a hung child would keep a core busy; requests in flight retry
                     raise EngineError(self.name, "timeout", f"no answer in {self.request_timeout:.0f} s") from exc
                 except (OSError, ConnectionError) as exc:
                     conn.close()  # the child or the server died: restart what is needed and retry once
