@@ -73,7 +73,8 @@ class FileServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
         self.thread.start()
 
     def add(self, path: str, body: bytes) -> str:
@@ -145,7 +146,7 @@ def test_fetch_zip_verifies_unpacks_and_writes_manifest(server: FileServer, root
     assert set(rows) == {"am/final.mdl", "conf/model.conf", "README"}
     assert rows["conf/model.conf"] == {"path": "conf/model.conf", "size": 10, "sha256": sha(b"--beam=10\n")}
     assert manifest["size"] == sum(r["size"] for r in manifest["files"])
-    assert not list((root / m.DOWNLOADS_DIR).iterdir()), "the archive is removed after unpacking"
+    assert not list((root / m.DOWNLOADS_DIR / "tiny").iterdir()), "the archive is removed after unpacking"
     assert leftovers(root) == []
     assert m.model_path("tiny", root) == folder.resolve()
     assert m.verify("tiny", root) == []
@@ -177,7 +178,7 @@ def test_checksum_mismatch_is_refused_and_the_file_removed(server: FileServer, r
     with pytest.raises(m.ModelError, match="Контрольная сумма tiny.zip не совпадает с опубликованной"):
         m.fetch("tiny", root=root, catalog=zip_catalog(url, "0" * 64))
     assert not (root / "tiny").exists()
-    assert not list((root / m.DOWNLOADS_DIR).iterdir())
+    assert not list((root / m.DOWNLOADS_DIR / "tiny").iterdir())
     assert leftovers(root) == []
 
 
@@ -220,7 +221,7 @@ def test_broken_transfer_resumes_with_range(server: FileServer, root: Path) -> N
     server.truncate_once["/big.bin"] = 300_000
     with pytest.raises(m.ModelError, match="продолжится"):
         m.fetch("big", root=root, catalog=catalog)
-    part = root / m.DOWNLOADS_DIR / "big.bin.part"
+    part = root / m.DOWNLOADS_DIR / "big" / "big.bin.part"
     assert part.stat().st_size == 300_000
     out = m.fetch("big", root=root, catalog=catalog)
     assert server.requests[-1] == ("/big.bin", "bytes=300000-")

@@ -49,6 +49,14 @@ class ModelError(Exception):
     """A model could not be installed, fetched or found. The message is Russian and user-facing."""
 
 
+class DownloadError(ModelError):
+    """A download failed; ``status`` is the HTTP status when the server answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 def models_dir() -> Path:
     """Root of all model folders (``VOICEAI_MODELS_DIR``, default ``var/models``)."""
     return Path(os.environ.get("VOICEAI_MODELS_DIR", "var/models"))
@@ -483,10 +491,16 @@ def _load_pins(root: Path) -> dict:
         return {}
 
 
-def _save_pins(root: Path, pins: dict) -> None:
-    tmp = root / (PINS_FILE + ".tmp")
-    tmp.write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, root / PINS_FILE)
+def _add_pins(root: Path, new: dict[str, str]) -> None:
+    """Merge new pins under a lock (fetches of different models may finish at the same time)."""
+    if not new:
+        return
+    with _locked(root, "pins"):
+        pins = _load_pins(root)
+        pins.update(new)
+        tmp = root / (PINS_FILE + ".tmp")
+        tmp.write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, root / PINS_FILE)
 
 
 def _effective_url(url: str, mirror: str | None) -> str:
@@ -527,9 +541,9 @@ def download(url: str, dest: Path, expected_size: int | None = None, timeout: fl
             # Range not satisfiable: the part does not fit the file on the server; start over.
             part.unlink(missing_ok=True)
             return download(url, dest, expected_size, timeout, progress)
-        raise ModelError(_http_error_text(url, exc)) from exc
+        raise DownloadError(_http_error_text(url, exc), exc.code) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise ModelError(_http_error_text(url, exc)) from exc
+        raise DownloadError(_http_error_text(url, exc)) from exc
     with resp:
         status = getattr(resp, "status", 200)
         if have and status == 206:
@@ -553,10 +567,10 @@ def download(url: str, dest: Path, expected_size: int | None = None, timeout: fl
                     if progress:
                         progress(done, total)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            raise ModelError(f"Загрузка {url} прервалась на {done} байтах: {exc}. "
+            raise DownloadError(f"Загрузка {url} прервалась на {done} байтах: {exc}. "
                              "Повторите команду: загрузка продолжится с этого места.") from exc
     if total is not None and done != total:
-        raise ModelError(f"Загрузка {url} неполная: получено {done} байт из {total}. "
+        raise DownloadError(f"Загрузка {url} неполная: получено {done} байт из {total}. "
                          "Повторите команду: загрузка продолжится с этого места.")
     os.replace(part, dest)
     return done, h.hexdigest()
@@ -608,9 +622,10 @@ def fetch(name: str, root: Path | None = None, catalog: dict[str, RemoteModel] |
         if not force and current and current.get("source", {}).get("urls") == urls \
                 and _files_intact(target, current, deep=False):
             return Outcome(name, "skipped", target, current, ["уже загружена"])
-        downloads = root / DOWNLOADS_DIR
+        downloads = root / DOWNLOADS_DIR / name     # per model: file names repeat (MODEL_CARD)
         downloads.mkdir(parents=True, exist_ok=True)
         pins = _load_pins(root)
+        new_pins: dict[str, str] = {}
         staging = _staging(root, name)
         notes: list[str] = []
         fetched: list[dict] = []
@@ -623,8 +638,8 @@ def fetch(name: str, root: Path | None = None, catalog: dict[str, RemoteModel] |
                     size, digest = download(
                         url, dest, rf.size,
                         progress=(lambda d, t, _f=rf.filename: progress(_f, d, t)) if progress else None)
-                except ModelError as exc:
-                    if rf.optional and "404" in str(exc):
+                except DownloadError as exc:
+                    if rf.optional and exc.status == 404:
                         notes.append(f"{rf.filename}: нет на сервере, пропущен")
                         continue
                     raise
@@ -641,7 +656,7 @@ def fetch(name: str, root: Path | None = None, catalog: dict[str, RemoteModel] |
                         f"удалите запись из {root / PINS_FILE} и повторите загрузку.")
                 policy = "publisher" if rf.sha256 else ("pinned" if rf.url in pins else TOFU)
                 if policy == TOFU:
-                    pins[rf.url] = digest
+                    new_pins[rf.url] = digest
                     notes.append(f"{rf.filename}: контрольная сумма зафиксирована при первой загрузке "
                                  f"({digest[:16]}…)")
                 fetched.append({"url": rf.url, "file": rf.filename, "size": size, "sha256": digest,
@@ -664,7 +679,7 @@ def fetch(name: str, root: Path | None = None, catalog: dict[str, RemoteModel] |
             }
             _write_manifest(staging, manifest)
             path = _place(root, name, staging)
-            _save_pins(root, pins)
+            _add_pins(root, new_pins)
             if not keep_archives:
                 for archive in archives:
                     archive.unlink(missing_ok=True)
