@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_parser("matrix", help="print the permission matrix (Markdown)").set_defaults(func=cmd_rbac_matrix)
 
     sub.add_parser("config", help="print effective configuration").set_defaults(func=cmd_config)
+    from scripts.models_cli import register as register_models
+    register_models(sub)
     return p
 
 

@@ -28,6 +28,8 @@ apt_install() {
 ensure_system_packages() {
   command -v apt-get >/dev/null || { echo "this script expects Debian/Ubuntu (apt-get)" >&2; return 1; }
   local pkgs=(ca-certificates curl)
+  command -v cc >/dev/null && command -v make >/dev/null || pkgs+=(build-essential)
+  [ -f /usr/include/python3.11/Python.h ] || [ -n "$(command -v python3-config)" ] || pkgs+=(python3-dev)
   command -v "$PY" >/dev/null || pkgs+=(python3)
   "$PY" -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
   command -v pg_ctlcluster >/dev/null || command -v pg_isready >/dev/null || pkgs+=(postgresql)
@@ -122,12 +124,16 @@ ensure_venv() {  # $1 = extras, e.g. "test"
   if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ]; then
     say "installing Python dependencies"
     "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
-    "$VENV/bin/pip" install -q -e "$ROOT${extras:+[$extras]}"
+    # llama-cpp-python has no wheel for every Python: build it portable (no -march=native) and in
+    # parallel on the cores there are.
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+      "$VENV/bin/pip" install -q -e "$ROOT${extras:+[$extras]}"
     touch "$stamp"
   fi
 }
 
 setup_platform() {  # $1 = extras for the venv
+  export VOICEAI_MODELS_DIR="${VOICEAI_MODELS_DIR:-$ROOT/var/models}"
   ensure_system_packages
   ensure_env_file
   ensure_postgres

@@ -154,7 +154,7 @@ def test_web_logs_are_json_with_trace_ids(web_server):
 
 def test_esl_app_retries_when_freeswitch_is_down(test_settings):
     port = _free_port()  # nothing listens there
-    env = _env(test_settings, VOICEAI_ESL_PORT=str(port))
+    env = _env(test_settings, VOICEAI_ESL_PORT=str(port), VOICEAI_VOICE_ENABLED="false")
     proc = subprocess.Popen([str(BIN / "voiceai-esl")], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     time.sleep(2.5)

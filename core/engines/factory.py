@@ -32,22 +32,35 @@ def _models_dir(settings: Settings) -> Path:
     return Path(settings.models_dir)
 
 
+def _installed(settings: Settings, *names: str) -> str | None:
+    """Path of the first of ``names`` that ``voiceai models install/fetch`` put in place."""
+    from core.engines.models import ModelError, model_path
+    for name in names:
+        try:
+            return str(model_path(name, _models_dir(settings)))
+        except ModelError:
+            continue
+    return None
+
+
 def _pick_gguf(settings: Settings) -> str | None:
     if settings.llm_model:
         return settings.llm_model
-    root = _models_dir(settings)
-    candidates = sorted(root.glob("**/*.gguf"), key=lambda p: p.stat().st_size, reverse=True)
-    return str(candidates[0]) if candidates else None
+    return _installed(settings, "qwen2.5-1.5b-q4", "qwen2.5-0.5b-q4")
 
 
 def build_stt(settings: Settings) -> SttEngine:
     if settings.stt_engine == "vosk":
         from core.engines.stt_vosk import VoskStt
-        path = settings.stt_model or str(next(iter(sorted(_models_dir(settings).glob("vosk*"))), ""))
+        path = settings.stt_model or _installed(settings, "vosk-model-ru-0.42", "vosk-model-small-ru-0.22", "vosk-ko")
+        if not path:
+            raise EngineUnavailable("vosk", "no Vosk model installed", "run: voiceai models fetch vosk-model-small-ru-0.22")
         return _once(("stt", "vosk", path), lambda: VoskStt(path))
     if settings.stt_engine == "whisper":
         from core.engines.stt_whisper import WhisperStt
-        path = settings.stt_model or str(_models_dir(settings) / "whisper-base")
+        path = settings.stt_model or _installed(settings, "whisper-base")
+        if not path:
+            raise EngineUnavailable("whisper", "Whisper model not installed", "run: voiceai models install whisper-base")
         return _once(("stt", "whisper", path), lambda: WhisperStt(path, cpu_threads=settings.inference_threads))
     raise ValueError(f"unknown VOICEAI_STT_ENGINE {settings.stt_engine!r}")
 
