@@ -134,7 +134,11 @@ class EslRuntime:
     def _warm_up(self) -> None:
         """Load the models in the inference pool at start, so the first caller does not wait."""
         try:
-            self.voice.pool.run(self.voice.engines.load)
+            engines = self.voice.pool.run(self.voice.engines.load)
+            # Start long-lived helpers (the Festival server) and warm caches before the first caller.
+            self.voice.pool.run(engines.tts.synthesize, engines.normalize("Добрый день."))
+            self.voice.pool.run(engines.stt.transcribe, b"\x00\x00" * engines.stt.sample_rate // 2,
+                                engines.stt.sample_rate, None)
             log.info("voice engines ready", extra=self.voice.engines.describe())
         except Exception as exc:  # noqa: BLE001 - calls will be handed to an operator instead
             log.error("voice engines failed to load", extra={"error": str(exc)})

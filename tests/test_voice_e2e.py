@@ -98,8 +98,18 @@ def test_voice_turn_answer_heard_barge_in_and_timings(rig_factory, festival_spee
     assert 0 < first.stt_confidence <= 1 and first.ts_end_ms > first.ts_start_ms >= 3000
 
     # 2. The agent answered, and the caller heard the answer (Whisper on what was played).
-    wait_until(lambda: any(e.type == "barge_in" for e in CallEvent.select().where(CallEvent.call == row.id)),
-               timeout=60, message="barge-in")
+    try:
+        wait_until(lambda: any(e.type == "barge_in" for e in CallEvent.select().where(CallEvent.call == row.id)),
+                   timeout=60, message="barge-in")
+    except AssertionError:
+        import sys
+        for e in CallEvent.select().where(CallEvent.call == row.id).order_by(CallEvent.seq):
+            print("EV", e.ts.time(), e.type, e.human_status, str(e.payload_json)[:300], file=sys.stderr)
+        for tr in Transcript.select().where(Transcript.call == row.id):
+            print("TR", tr.speaker, tr.ts_start_ms, tr.ts_end_ms, tr.text, tr.interrupted, file=sys.stderr)
+        for p in call.heard:
+            print("HEARD", p.path, p.start_mono, p.duration_ms, p.heard_ms, p.broken, file=sys.stderr)
+        raise
     plays = [p for p in call.heard if "/tts/" in p.path]
     reply_plays = [p for p in plays if Path(p.path).name != "1.wav"]  # sentence 1 is the greeting
     assert reply_plays, [p.path for p in call.heard]

@@ -18,6 +18,9 @@ _DONE = object()
 class InferencePool:
     def __init__(self, size: int = 2, max_queue: int = 64) -> None:
         from gevent.threadpool import ThreadPool
+
+        from core.engines.native import remember_main_hub
+        remember_main_hub()
         self.size = size
         self.max_queue = max_queue
         self._pool = ThreadPool(size)

@@ -12,6 +12,8 @@ import shutil
 import struct
 import subprocess
 
+from core.engines import native
+
 from core.audio import resample
 from core.engines.base import EngineError, EngineUnavailable, TtsAudio, TtsEngine
 from core.engines.text_norm_ru import normalize
@@ -70,7 +72,7 @@ class EspeakTts(TtsEngine):
         cmd = [exe, "-v", voice or self.voice, "-s", str(wpm_for_rate(rate, self.base_wpm)), "--stdout", "--",
                spoken]
         try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=self.timeout)
+            proc = native.run(cmd, timeout=self.timeout)
         except subprocess.TimeoutExpired as exc:
             raise EngineError(self.name, "timeout", f"espeak-ng took over {self.timeout:.0f} s") from exc
         if proc.returncode != 0:

@@ -57,6 +57,8 @@ import time
 import weakref
 from pathlib import Path
 
+from core.engines import native
+
 import numpy as np
 
 from core.audio import read_wav, resample, to_array, to_bytes
@@ -227,7 +229,7 @@ class _Server:
                 fh.write(self._script())
             log = open(self.log_path, "wb")
             try:
-                self.proc = subprocess.Popen([self.binary, "--server", script], stdin=subprocess.DEVNULL,
+                self.proc = native.popen([self.binary, "--server", script], stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
                                              start_new_session=True)
             finally:
