@@ -417,7 +417,8 @@ def test_cli_fetch_list_verify(server: FileServer, root: Path, capsys: pytest.Ca
 
     assert run_cli("models", "list") == 0
     out = capsys.readouterr().out
-    assert "Установлены:" in out and "vosk-model-small-ru-0.22" in out and "voiceai models fetch qwen2.5-7b-instruct" in out
+    assert "Установлены:" in out and "vosk-model-small-ru-0.22" in out
+    assert "voiceai models fetch qwen2.5-7b-instruct" in out
     assert run_cli("models", "list", "--json") == 0
     data = json.loads(capsys.readouterr().out)
     assert [x["name"] for x in data["installed"]] == ["vosk-model-small-ru-0.22"]

@@ -10,8 +10,9 @@ Confidence (0..1): Whisper gives, per segment, the mean log-probability of its t
 the token-weighted mean log-probability over all segments and return
 ``exp(mean_logprob) * (1 - mean_no_speech_prob) * (1 - looping_share)``: the geometric-mean token
 probability, discounted by the model's own belief that there was no speech and by the share of
-tokens in segments whose text compresses better than 2.4:1 (Whisper's own repetition-loop test). It ranks transcripts well (clean speech ~0.6-0.9,
-noise and hallucinations low) but it is not a calibrated probability that the text is correct.
+tokens in segments whose text compresses better than 2.4:1 (Whisper's own repetition-loop test).
+It ranks transcripts well (clean Festival speech ~0.55-0.75, silence and noise ~0) but it is not a
+calibrated probability that the text is correct.
 """
 from __future__ import annotations
 
@@ -68,14 +69,17 @@ def load_model(model_dir: str | Path, device: str = "cpu", compute_type: str = "
 def initial_prompt(hints: Sequence[str], max_chars: int = MAX_PROMPT_CHARS) -> str | None:
     """Phrase hints as a Whisper prompt: expected words then read as "already said" context.
 
-    Duplicates are dropped and the list is cut to fit Whisper's prompt window (it would otherwise
-    silently drop the *first* hints, usually the most important ones).
+    The hints are joined with commas and *no* final full stop: measured on Festival speech, a prompt
+    ending a sentence ("... оператор." or one sentence per hint) made Whisper append hallucinated
+    text after the utterance ("Это", "СПОКОЙНАЯ МУЗЫКА"); the open list did not, and still turned
+    "прием" into the hinted "приём". Duplicates are dropped and the list is cut to fit Whisper's
+    prompt window (it would otherwise silently drop the *first* hints).
     """
     seen: set[str] = set()
     parts: list[str] = []
     used = 0
     for hint in hints:
-        text = " ".join(str(hint).split()).strip(" ,.")
+        text = " ".join(str(hint).split()).strip(" ,.;:!?")
         if not text or text.lower() in seen:
             continue
         if used + len(text) + 2 > max_chars:
@@ -83,7 +87,7 @@ def initial_prompt(hints: Sequence[str], max_chars: int = MAX_PROMPT_CHARS) -> s
         seen.add(text.lower())
         parts.append(text)
         used += len(text) + 2
-    return (", ".join(parts) + ".") if parts else None
+    return ", ".join(parts) if parts else None
 
 
 def max_new_tokens(seconds: float) -> int:

@@ -42,7 +42,8 @@ class WebRtcVad(VadEngine):
         try:
             import webrtcvad
         except ImportError as exc:
-            raise EngineUnavailable("webrtc", f"webrtcvad is not installed ({exc})", "pip install webrtcvad-wheels")
+            raise EngineUnavailable("webrtc", f"webrtcvad is not installed ({exc})",
+                                    "pip install webrtcvad-wheels") from exc
         if aggressiveness not in (0, 1, 2, 3):
             raise EngineError(self.name, "bad_config", f"aggressiveness must be 0..3, not {aggressiveness}")
         if frame_ms not in (10, 20, 30):
@@ -87,7 +88,7 @@ def _session(path: Path) -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise EngineUnavailable("silero", f"onnxruntime is not installed ({exc})", "pip install onnxruntime")
+        raise EngineUnavailable("silero", f"onnxruntime is not installed ({exc})", "pip install onnxruntime") from exc
     key = str(path)
     with _sessions_lock:
         sess = _sessions.get(key)
