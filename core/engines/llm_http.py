@@ -177,7 +177,8 @@ class OpenAiCompatibleLlm(LlmEngine):
                     raise EngineError(self.name, "failed", f"bad SSE data: {data[:200]}") from exc
                 if "error" in chunk:  # some servers report mid-stream errors as an event
                     err = chunk["error"]
-                    raise EngineError(self.name, "failed", str(err.get("message") if isinstance(err, dict) else err))
+                    message = err.get("message") if isinstance(err, dict) else err
+                    raise EngineError(self.name, "failed", f"error in stream: {message}")
                 if chunk.get("usage"):
                     usage = chunk["usage"]
                 timings = chunk.get("timings")
@@ -201,7 +202,8 @@ class OpenAiCompatibleLlm(LlmEngine):
     def _final(finish: str | None, usage: Mapping[str, Any], cache_n: int) -> LlmChunk:
         details = usage.get("prompt_tokens_details") or {}
         cached = int(details.get("cached_tokens") or 0) or cache_n
-        reason = finish if finish in ("stop", "length") else "stop"
+        # tool_calls/function_call end a turn like stop; a filtered answer is not to be spoken.
+        reason = finish if finish in ("stop", "length") else "error" if finish == "content_filter" else "stop"
         return LlmChunk("", finish_reason=reason, prompt_tokens=int(usage.get("prompt_tokens") or 0),
                         completion_tokens=int(usage.get("completion_tokens") or 0), cached_tokens=cached)
 

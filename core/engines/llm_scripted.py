@@ -15,7 +15,7 @@ import copy
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 from core.engines.base import EngineError, LlmChunk, LlmEngine, LlmRequest, Message
