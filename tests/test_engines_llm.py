@@ -365,6 +365,17 @@ def test_tiny_gguf_loads_once_and_streams_fast(tiny_model: str) -> None:
     assert text_of(again) == text_of(chunks)
 
 
+@needs_llama
+def test_llama_broken_file_is_unavailable_at_construction(tmp_path: Any) -> None:
+    from core.engines.llm_llama import LlamaCppLlm
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(EngineUnavailable) as err:
+        LlamaCppLlm(str(broken))
+    assert "cannot load" in str(err.value)
+
+
 @needs_tiny
 def test_tiny_gguf_context_overflow_has_its_own_code(tiny_model: str) -> None:
     from core.engines.llm_llama import LlamaCppLlm

@@ -118,6 +118,7 @@ class LlamaCppLlm(LlmEngine):
     Instances with the same ``model_path``, ``n_ctx`` and ``n_threads`` share one loaded model.
     ``sampling`` adds llama-cpp-python sampling options (``top_p``, ``repeat_penalty``...).
     ``seed`` makes sampling reproducible (same prompt, same answer); None draws one per call.
+    The model loads in the constructor (``preload=False`` defers it to ``load()`` or the first call).
     """
 
     name = "llama_cpp"
@@ -125,7 +126,7 @@ class LlamaCppLlm(LlmEngine):
     def __init__(self, model_path: str, n_ctx: int = 4096, n_threads: int | None = None, *,
                  n_batch: int = 512, ram_cache_mb: int = 0, seed: int | None = None,
                  lock_timeout_s: float = 60.0, sampling: dict[str, Any] | None = None,
-                 name: str | None = None) -> None:
+                 preload: bool = True, name: str | None = None) -> None:
         self.llama_cpp = _import_llama_cpp()
         if not os.path.isfile(model_path):
             raise EngineUnavailable(self.name, f"model file not found: {model_path}",
@@ -141,6 +142,8 @@ class LlamaCppLlm(LlmEngine):
         self.last_stats = LlamaStats()
         if name:
             self.name = name
+        if preload:  # a broken file fails here, where the factory can still fall back
+            self._loaded()
 
     # ---- loading --------------------------------------------------------------------------------
 
