@@ -8,7 +8,9 @@ the end-of-sequence token is pushed far down so a completion always runs to ``ma
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 
@@ -106,10 +108,11 @@ def write_tiny_gguf(path: str, seed: int = 0) -> str:
 
 
 def tiny_gguf_path() -> str:
-    """The model written once per process (test session) into a temporary folder."""
+    """The model written once per process (test session) into a temporary folder, removed at exit."""
     global _path
     with _lock:
         if _path is None or not os.path.exists(_path):
             folder = tempfile.mkdtemp(prefix="voiceai-tiny-gguf-")
+            atexit.register(shutil.rmtree, folder, True)
             _path = write_tiny_gguf(os.path.join(folder, "tiny-llama.gguf"))
         return _path
