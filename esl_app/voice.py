@@ -132,6 +132,8 @@ class Player:
         dropped: list[Utterance] = []
         while not self.queue.empty():
             _gen, utt = self.queue.get_nowait()
+            utt.interrupted = True
+            utt.done.set()  # never played: whoever waits for it can go on
             dropped.append(utt)
         cur = self.current
         if cur is not None:
@@ -302,9 +304,11 @@ class VoiceCall:
     # -- turns --------------------------------------------------------------------------------
     def _start_turn(self, ev: TurnEnded) -> None:
         if self.turn_task is not None and not self.turn_task.dead:
+            # The caller went on before the reply was out: drop that reply, answer both turns at once.
             if self.cancel_gen is not None:
                 self.cancel_gen.set()
             self.turn_task.kill(block=False)
+            self.player.flush()
         # The endpointer decided ``decided_ms - t_ms`` after the caller stopped; measure from the stop.
         lag_s = (ev.decided_ms - ev.t_ms) / 1000
         timer = TurnTimer(end_of_speech_mono=time.monotonic() - lag_s)

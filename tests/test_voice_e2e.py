@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import time
 import subprocess
 import tempfile
 from pathlib import Path
@@ -82,42 +83,34 @@ def test_voice_turn_answer_heard_barge_in_and_timings(rig_factory, festival_spee
     t["version"].save()
     rig.apply()
     c1, c2 = festival_speech["caller1"], festival_speech["caller2"]
-    # Caller: waits for the greeting, says sentence 1, waits ~2.5 s into the long reply, interrupts.
-    audio = [3500, c1, 2500, c2, 12000]
-    call = rig.sim.inbound_call(caller="79161234567", destination="74951234567", audio=audio)
-    row = rig.call_row(call.uuid, state="in_progress")
+    # The caller waits for the greeting and says sentence 1; the rest reacts to what the agent does.
+    call = rig.sim.inbound_call(caller="79161234567", destination="74951234567", audio=[3500, c1])
+    row = rig.call_row(call.uuid, state="in_progress", timeout=30)
 
     def transcripts(speaker):
         return list(Transcript.select().where((Transcript.call == row.id) & (Transcript.speaker == speaker))
                     .order_by(Transcript.ts_start_ms))
 
     # 1. What the caller said is transcribed closely, with times and confidence.
-    first = wait_until(lambda: (lambda ts: ts[0] if ts else None)(transcripts("caller")), timeout=60,
+    first = wait_until(lambda: (lambda ts: ts[0] if ts else None)(transcripts("caller")), timeout=90,
                        message="caller transcript")
     assert similarity(first.text, CALLER_1) >= 0.8, first.text
     assert 0 < first.stt_confidence <= 1 and first.ts_end_ms > first.ts_start_ms >= 3000
 
-    # 2. The agent answered, and the caller heard the answer (Whisper on what was played).
-    try:
-        wait_until(lambda: any(e.type == "barge_in" for e in CallEvent.select().where(CallEvent.call == row.id)),
-                   timeout=60, message="barge-in")
-    except AssertionError:
-        import sys
-        for e in CallEvent.select().where(CallEvent.call == row.id).order_by(CallEvent.seq):
-            print("EV", e.ts.time(), e.type, e.human_status, str(e.payload_json)[:300], file=sys.stderr)
-        for tr in Transcript.select().where(Transcript.call == row.id):
-            print("TR", tr.speaker, tr.ts_start_ms, tr.ts_end_ms, tr.text, tr.interrupted, file=sys.stderr)
-        for p in call.heard:
-            print("HEARD", p.path, p.start_mono, p.duration_ms, p.heard_ms, p.broken, file=sys.stderr)
-        raise
-    plays = [p for p in call.heard if "/tts/" in p.path]
-    reply_plays = [p for p in plays if Path(p.path).name != "1.wav"]  # sentence 1 is the greeting
-    assert reply_plays, [p.path for p in call.heard]
-    heard = whisper.transcribe(resample(reply_plays[0].pcm, 8000, 16000), 16000)  # the caller's ear: 8 kHz
-    assert similarity(heard.text, REPLY_1.split(". ")[0]) >= 0.7, heard.text
+    # 2. The agent's answer starts playing; 1.5 s into it the caller interrupts with sentence 2.
+    def reply_playing():
+        return next((p for p in call.heard if "/tts/" in p.path and Path(p.path).name != "1.wav"), None)
+    reply = wait_until(reply_playing, timeout=60, message="reply playback")
+    time.sleep(1.5)
+    call.play_audio(c2)
+    wait_until(lambda: any(e.type == "barge_in" for e in CallEvent.select().where(CallEvent.call == row.id)),
+               timeout=30, message="barge-in")
+    wait_until(lambda: reply.done, timeout=10, message="reply playback stopped")
+    heard = whisper.transcribe(resample(reply.pcm, 8000, 16000), 16000)  # the caller's ear: 8 kHz
+    assert similarity(heard.text, REPLY_1.split(". ")[0][:len(heard.text) + 5]) >= 0.5, heard.text
+    assert reply.broken and reply.heard_ms < reply.duration_ms
 
-    # 3. Barge-in: playback broken, queue dropped, the dialog keeps only what was heard.
-    assert any(p.broken for p in call.heard)
+    # 3. Barge-in: the dialog keeps only what was heard.
     agent = wait_until(lambda: [a for a in transcripts("agent") if a.interrupted] or None, timeout=30,
                        message="interrupted agent transcript")[0]
     assert agent.heard_text is not None and len(agent.heard_text) < len(agent.text)
@@ -126,8 +119,16 @@ def test_voice_turn_answer_heard_barge_in_and_timings(rig_factory, festival_spee
     second = wait_until(lambda: (lambda ts: ts[1] if len(ts) > 1 else None)(transcripts("caller")), timeout=60,
                         message="second caller transcript")
     assert similarity(second.text, CALLER_2) >= 0.7, second.text
-    wait_until(lambda: any(similarity(a.text, REPLY_2) > 0.9 for a in transcripts("agent")), timeout=60,
-               message="second reply")
+    try:
+        wait_until(lambda: any(similarity(a.text, REPLY_2) > 0.9 for a in transcripts("agent")), timeout=60,
+                   message="second reply")
+    except AssertionError:
+        import sys
+        for e in CallEvent.select().where(CallEvent.call == row.id).order_by(CallEvent.seq):
+            print("EV", e.ts.time(), e.type, e.human_status, str(e.payload_json)[:300], file=sys.stderr)
+        for tr in Transcript.select().where(Transcript.call == row.id):
+            print("TR", tr.speaker, tr.ts_start_ms, tr.ts_end_ms, tr.text, tr.interrupted, tr.heard_text, file=sys.stderr)
+        raise
 
     # 5. Timings of every stage are recorded.
     timing = wait_until(lambda: CallEvent.select().where((CallEvent.call == row.id)
@@ -161,9 +162,13 @@ def test_low_confidence_twice_escalates_with_issue(rig_factory, tmp_path):
     with wave.open(str(noise), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
         w.writeframes(array.array("h", (int(6000 * math.sin(i / 7) * rnd.random()) for i in range(8000 * 2))).tobytes())
-    call = rig.sim.inbound_call(caller="79160000009", destination="74951234567",
-                                audio=[3500, str(noise), 4000, str(noise), 15000])
+    call = rig.sim.inbound_call(caller="79160000009", destination="74951234567", audio=[3500, str(noise)])
     row = rig.call_row(call.uuid, state="in_progress")
+    wait_until(lambda: CallEvent.select().where((CallEvent.call == row.id)
+                                                & (CallEvent.type == "stt_low_confidence")).exists(),
+               timeout=90, message="first low-confidence turn")
+    call.wait_for("PLAYBACK_STOP", timeout=30, after=len(call.events))  # "please repeat" was played
+    call.play_audio(str(noise))
     issue = wait_until(lambda: CallIssue.select().where((CallIssue.call == row.id)
                                                         & (CallIssue.code == "STT_LOW_CONFIDENCE")).first(),
                        timeout=60, message="STT_LOW_CONFIDENCE issue")

@@ -60,11 +60,12 @@ class InferencePool:
         wake = hub.loop.async_()
         waiter = gevent.event.Event()
         wake.start(waiter.set)
+        stop = threading.Event()  # the consumer went away: stop producing (not the caller's cancel)
 
         def produce() -> None:
             try:
                 for item in gen_fn(*args, **kwargs):
-                    if cancel is not None and cancel.is_set():
+                    if stop.is_set() or (cancel is not None and cancel.is_set()):
                         break
                     items.append((item, None))
                     wake.send()
@@ -91,8 +92,7 @@ class InferencePool:
                     return
                 yield item
         finally:
-            if cancel is not None:
-                cancel.set()
+            stop.set()
             wake.stop()
             with self._lock:
                 self._pending -= 1
