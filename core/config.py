@@ -61,7 +61,7 @@ class Settings:
     tts_engine: str = field(default="festival", metadata={"env": "VOICEAI_TTS_ENGINE"})
     tts_voice: str = field(default="", metadata={"env": "VOICEAI_TTS_VOICE"})
     vad_engine: str = field(default="webrtc", metadata={"env": "VOICEAI_VAD_ENGINE"})
-    vad_aggressiveness: int = field(default=2, metadata={"env": "VOICEAI_VAD_AGGRESSIVENESS"})
+    vad_aggressiveness: int = field(default=3, metadata={"env": "VOICEAI_VAD_AGGRESSIVENESS"})
     playback_mode: str = field(default="file", metadata={"env": "VOICEAI_PLAYBACK_MODE"})
     fs_tts_dir: str = field(default="/tmp/voiceai-tts", metadata={"env": "VOICEAI_FS_TTS_DIR"})
     max_voice_calls: int = field(default=8, metadata={"env": "VOICEAI_MAX_VOICE_CALLS"})

@@ -45,7 +45,7 @@ class LazyEngines:
 
     def describe(self) -> dict:
         e = self.load()
-        return {"stt": e.stt.name, "llm": e.llm.name, "tts": e.tts.name, "vad": e.vad.name}
+        return {"stt": e.stt.name, "llm": e.llm.name, "tts": e.tts.name, "vad": self.settings.vad_engine}
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self.load(), name)
@@ -137,7 +137,7 @@ class EslRuntime:
             engines = self.voice.pool.run(self.voice.engines.load)
             # Start long-lived helpers (the Festival server) and warm caches before the first caller.
             self.voice.pool.run(engines.tts.synthesize, engines.normalize("Добрый день."))
-            self.voice.pool.run(engines.stt.transcribe, b"\x00\x00" * engines.stt.sample_rate // 2,
+            self.voice.pool.run(engines.stt.transcribe, b"\x00\x00" * (engines.stt.sample_rate // 2),
                                 engines.stt.sample_rate, None)
             log.info("voice engines ready", extra=self.voice.engines.describe())
         except Exception as exc:  # noqa: BLE001 - calls will be handed to an operator instead

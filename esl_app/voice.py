@@ -181,6 +181,7 @@ class VoiceCall:
         self.rate = fork.rate
         self.ended = Event()
         self.endpointer = Endpointer(settings.turn)
+        self.vad = manager.engines.new_vad()  # per call: VADs keep state between frames
         self.player = Player(self)
         self.history: list[Message] = []
         self.t_start = time.monotonic()
@@ -243,7 +244,7 @@ class VoiceCall:
             behind = (now - self._first_frame_at) * 1000 / self.s.turn.frame_ms - (self.frames - 1)
             self.max_backlog_frames = max(self.max_backlog_frames, max(0, int(behind) - 2))
         t_ms = int(self.frames * self.s.turn.frame_ms)
-        speech = self.m.vad_is_speech(frame, self.rate)
+        speech = self.vad.is_speech(frame, self.rate)
         if speech:
             self.last_caller_activity = time.monotonic()
         if self.player.speaking and self.s.barge_in:
@@ -572,9 +573,6 @@ class VoiceManager:
 
     def normalize(self, text: str) -> str:
         return self.engines.normalize(text)
-
-    def vad_is_speech(self, frame: bytes, rate: int) -> bool:
-        return self.engines.vad.is_speech(frame, rate)
 
     def responder_for(self, settings: VoiceSettings) -> LlmResponder:
         engine = self.engines.llm

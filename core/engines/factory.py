@@ -50,18 +50,18 @@ def _pick_gguf(settings: Settings) -> str | None:
 
 
 def build_stt(settings: Settings) -> SttEngine:
+    """The shared STT engine (core.engines.registry keeps one per model and settings)."""
+    from core.engines.registry import get_stt
     if settings.stt_engine == "vosk":
-        from core.engines.stt_vosk import VoskStt
         path = settings.stt_model or _installed(settings, "vosk-model-ru-0.42", "vosk-model-small-ru-0.22", "vosk-ko")
         if not path:
             raise EngineUnavailable("vosk", "no Vosk model installed", "run: voiceai models fetch vosk-model-small-ru-0.22")
-        return _once(("stt", "vosk", path), lambda: VoskStt(path))
+        return get_stt("vosk", model_dir=path)
     if settings.stt_engine == "whisper":
-        from core.engines.stt_whisper import WhisperStt
         path = settings.stt_model or _installed(settings, "whisper-base")
         if not path:
             raise EngineUnavailable("whisper", "Whisper model not installed", "run: voiceai models install whisper-base")
-        return _once(("stt", "whisper", path), lambda: WhisperStt(path, cpu_threads=settings.inference_threads))
+        return get_stt("whisper", model_dir=path, cpu_threads=settings.inference_threads)
     raise ValueError(f"unknown VOICEAI_STT_ENGINE {settings.stt_engine!r}")
 
 
@@ -105,12 +105,12 @@ def build_tts(settings: Settings) -> TtsEngine:
     raise ValueError(f"unknown VOICEAI_TTS_ENGINE {settings.tts_engine!r}")
 
 
-def build_vad(settings: Settings) -> VadEngine:
-    from core.engines.vad import SileroVad, WebRtcVad
+def vad_maker(settings: Settings) -> Callable[[], VadEngine]:
+    """A factory of per-call VADs (they keep state between frames, so never share one)."""
+    from core.engines.registry import make_vad
     if settings.vad_engine == "silero":
-        return _once(("vad", "silero"), SileroVad)
-    return _once(("vad", "webrtc", settings.vad_aggressiveness),
-                 lambda: WebRtcVad(aggressiveness=settings.vad_aggressiveness))
+        return lambda: make_vad("silero")
+    return lambda: make_vad("webrtc", aggressiveness=settings.vad_aggressiveness)
 
 
 @dataclass
@@ -118,11 +118,13 @@ class EngineSet:
     stt: SttEngine
     llm: LlmEngine
     tts: TtsEngine
-    vad: VadEngine
+    new_vad: Callable[[], VadEngine]
     normalize: Callable[[str], str]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EngineSet":
         from core.engines.text_norm_ru import normalize
+        new_vad = vad_maker(settings)
+        new_vad()  # fail at start, not on the first call, when the VAD cannot load
         return cls(stt=build_stt(settings), llm=build_llm(settings), tts=build_tts(settings),
-                   vad=build_vad(settings), normalize=normalize)
+                   new_vad=new_vad, normalize=normalize)
