@@ -175,6 +175,7 @@ def main() -> int:
     ap.add_argument("--calls", default="1,4,8")
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--configs", default="scripted,qwen1.5b")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs) for inspection")
     args = ap.parse_args()
     import redis
     from core.config import Settings, set_settings
@@ -232,7 +233,10 @@ def main() -> int:
         db.close()
         admin.cursor().execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='{db_name}'")
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{db_name}"')
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"# work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(headline, ensure_ascii=False))
     return 0
 

@@ -14,6 +14,7 @@ vLLM) or ``timings.cache_n`` (llama.cpp server) when the server reports them.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Iterator, Mapping
 
@@ -54,9 +55,21 @@ class OpenAiCompatibleLlm(LlmEngine):
         self.include_usage = include_usage
         self.extra_body = dict(extra_body or {})
         self.extra_headers = dict(extra_headers or {})
-        self.session = session or requests.Session()
+        self._session = session
+        self._local = threading.local()
         if name:
             self.name = name
+
+    @property
+    def session(self) -> requests.Session:
+        """One HTTP session per thread: pooled connections must not move between pool threads
+        (under gevent a socket belongs to the hub of the thread that opened it)."""
+        if self._session is not None:
+            return self._session
+        sess = getattr(self._local, "session", None)
+        if sess is None:
+            sess = self._local.session = requests.Session()
+        return sess
 
     def build_body(self, request: LlmRequest) -> dict[str, Any]:
         """The JSON body sent for ``request`` (public so tests and logs can show it)."""

@@ -69,3 +69,28 @@ def run(args: Any, timeout: float | None = None, **kwargs: Any) -> subprocess.Co
     if _needs_trampoline():
         return on_main_loop(subprocess.run, args, timeout=timeout, **kwargs)
     return subprocess.run(args, timeout=timeout, **kwargs)
+
+
+def tcp_connect(host: str, port: int, timeout: float | None = None) -> Any:
+    """A blocking TCP client socket that any native thread may use.
+
+    gevent's sockets belong to the hub of the thread that made them; a connection kept across
+    calls (the Festival server's) is used by whichever pool thread runs next, so it must be a
+    plain OS socket.
+    """
+    import socket as _socket
+    cls = _socket.socket
+    try:
+        from gevent import monkey
+        if monkey.is_module_patched("socket"):
+            cls = monkey.get_original("socket", "socket")
+    except ImportError:
+        pass
+    sock = cls(_socket.AF_INET, _socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

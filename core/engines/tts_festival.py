@@ -106,7 +106,7 @@ class _Connection:
 
     def __init__(self, port: int, password: str, timeout: float, generation: int) -> None:
         self.generation = generation
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = native.tcp_connect("127.0.0.1", port, timeout=timeout)  # shared by pool threads
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.sock.sendall(password.encode() + b"\n")
@@ -239,7 +239,7 @@ class _Server:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    with native.tcp_connect("127.0.0.1", self.port, timeout=0.5):
                         return
                 except OSError:
                     time.sleep(0.05)
