@@ -336,8 +336,10 @@ def test_port_allocator() -> None:
         s.bind(("127.0.0.1", 0))
         taken = s.getsockname()[1]
         assert not rf.udp_port_free("127.0.0.1", taken)
+        assert rf.udp_port_bound(taken) in (True, None)  # None where there is no /proc
         real = rf.PortAllocator("127.0.0.1", taken, taken + 50)
         assert real.take() != taken
+    assert rf.udp_port_bound(taken) in (False, None)
 
 
 def test_sipp_command_lines(tmp_path: Path) -> None:
@@ -411,7 +413,7 @@ def test_adapter_passes_every_key_the_scenarios_need(tmp_path: Path, monkeypatch
             pass
 
     monkeypatch.setattr(rf, "SippRun", FakeRun)
-    monkeypatch.setattr(rf.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(rf, "wait_udp_bound", lambda run, port, timeout=3.0: None)
     monkeypatch.setenv("VOICEAI_TEST_FS_OPERATOR_1001_PASSWORD", "pw")
     fs = rf.RealFreeSwitch("127.0.0.1:1:pw", local_ip="127.0.0.1", work_dir=tmp_path, domain="127.0.0.1")
     fs.far_end_port, fs.far_end_media_port = 15080, 16080
@@ -493,11 +495,9 @@ def _sipp(workdir: Path, name: str, scenario: str, remote: Optional[str], opts: 
     return rf.SippRun(name, cmd, workdir).start(), port
 
 
-def _wait_listening(run: rf.SippRun, port: int, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and run.alive and rf.udp_port_free("127.0.0.1", port):
-        time.sleep(0.02)
-    time.sleep(0.1)
+def _wait_listening(run: rf.SippRun, port: int) -> None:
+    rf.wait_udp_bound(run, port)  # looks in /proc: probing with bind() would steal the port
+    time.sleep(0.05)
 
 
 def _finish(*runs: rf.SippRun, timeout: float = 18.0) -> list[Optional[int]]:

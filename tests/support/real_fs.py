@@ -563,11 +563,43 @@ def udp_port_free(host: str, port: int) -> bool:
             return False
 
 
+def udp_port_bound(port: int) -> Optional[bool]:
+    """Whether some socket is bound to UDP ``port`` (from /proc/net/udp*), None off Linux.
+
+    Unlike trying to bind it, looking does not race the process that is about to bind it.
+    """
+    found = None
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found = bool(found)
+        for line in lines:
+            local = line.split()[1]
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return found
+
+
+def wait_udp_bound(run: "SippRun", port: int, timeout: float = 3.0) -> None:
+    """Wait until a SIPp we started listens on ``port`` (or has died, which the caller checks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.alive:
+        bound = udp_port_bound(port)
+        if bound is None:  # no /proc: give it a moment
+            time.sleep(0.3)
+            return
+        if bound:
+            return
+        time.sleep(0.02)
+
+
 class PortAllocator:
     """Hands out UDP ports from ``start`` upwards that are free on ``host`` and not yet given.
 
-    A media port is the even start of four free ports: SIPp's ``-mp`` binds audio RTP and RTCP
-    there and video RTP and RTCP at +2 and +3.
+    A media port is the even start of four free ports: SIPp's ``-mp`` binds it and +2 (audio and
+    video RTP), and the RTCP ports after each stay free for the peer's habits.
     """
 
     def __init__(self, host: str, start: int = 15060, end: int = 65000,
@@ -646,6 +678,7 @@ class SippRun:
 
     def start(self) -> "SippRun":
         self.cwd.mkdir(parents=True, exist_ok=True)
+        (self.cwd / f"{self.name}.cmd").write_text(" ".join(self.cmd) + "\n")
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -1166,7 +1199,7 @@ class RealFreeSwitch:
         self.far_end = SippRun("far_end", cmd, workdir, (self.far_end_port,)).start()
         self._runs.append(self.far_end)
         self.far_end_behavior = (outcome, ring_ms, hangup_after_ms)
-        time.sleep(0.2)
+        wait_udp_bound(self.far_end, self.far_end_port)
         if not self.far_end.alive:
             raise RealModeError(f"the trunk far end did not start\n{self.far_end.evidence()}")
 
@@ -1240,7 +1273,7 @@ class RealFreeSwitch:
             return
         phone.run = SippRun("phone", cmd, workdir, (phone.port,)).start()
         self._runs.append(phone.run)
-        time.sleep(0.2)
+        wait_udp_bound(phone.run, phone.port)
         if not phone.run.alive:
             raise RealModeError(f"operator phone {ext} did not start\n{phone.run.evidence()}")
 
