@@ -97,21 +97,36 @@ def run_config(name: str, overrides: dict, agent_llm: dict | None, n_calls: int,
         t["version"].save()
         rig = Rig(sim, esl, settings, dirs, redis_client, dirs.conf.parent)
         rig.apply()
-        # Caller: greeting time, then each sentence followed by enough silence for the answer.
-        audio: list = [2500]
-        for i in range(turns):
-            audio += [caller_wavs[i % len(caller_wavs)], 9000 if "llama" in str(overrides) else 6000]
+        # Each caller behaves like a person: waits for the greeting, says a sentence, listens to the
+        # whole answer, pauses briefly and says the next one; hangs up after the last answer.
         cpu0 = proc_cpu_s(esl.proc.pid)
         t0 = time.monotonic()
-        calls = [sim.inbound_call(caller=f"7916{i:07d}", destination=number.lstrip("+"), audio=audio)
-                 for i in range(n_calls)]
-        for c in calls:
-            c.wait_for("CHANNEL_PARK", timeout=30)
-        total_audio_s = sum(a / 1000 if isinstance(a, int) else 0 for a in audio)
-        time.sleep(total_audio_s + sum(_dur(w) for w in caller_wavs[:turns]) + 2)
-        for c in calls:
+        calls = [sim.inbound_call(caller=f"7916{i:07d}", destination=number.lstrip("+"),
+                                  audio=[2500, caller_wavs[0]]) for i in range(n_calls)]
+
+        def answers_done(c) -> int:
+            return sum(1 for p in c.heard if "/tts/" in p.path and Path(p.path).name != "1.wav" and p.done)
+
+        def drive(c, offset: int) -> None:
+            deadline = time.monotonic() + 60 * turns + 60
+            for turn in range(1, turns + 1):
+                while answers_done(c) < turn and time.monotonic() < deadline and c.alive:
+                    time.sleep(0.05)
+                # let the rest of a multi-sentence answer finish
+                time.sleep(1.2)
+                while any(not p.done for p in c.heard) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if turn < turns:
+                    c.play_audio(caller_wavs[(turn + offset) % len(caller_wavs)])
             if c.alive:
                 c.hangup()
+
+        import threading
+        threads = [threading.Thread(target=drive, args=(c, i)) for i, c in enumerate(calls)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
         wall = time.monotonic() - t0
         cpu = proc_cpu_s(esl.proc.pid) - cpu0
         time.sleep(1.0)

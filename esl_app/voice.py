@@ -196,6 +196,8 @@ class VoiceCall:
         self._barge_speech_ms = 0
         self._playback_done: dict[str, Event] = {}
         self._first_frame_at: float | None = None
+        self._dtmf_buf = ""
+        self._dtmf_timer: gevent.Greenlet | None = None
         self.max_backlog_frames = 0
         self.recorder = CallRecorder(self.call, self.runtime.redis)
         tts_dir = manager.tts_dir / str(self.call.id)
@@ -500,8 +502,38 @@ class VoiceCall:
                 done.set()
         elif event.name == "DTMF":
             self.last_caller_activity = time.monotonic()
+            self._dtmf(event.get("DTMF-Digit", ""))
         elif event.name == "CHANNEL_HANGUP_COMPLETE":
             self.ended.set()
+
+    def _dtmf(self, digit: str) -> None:
+        """Keypad input is a caller turn too: digits until '#' or a 2 s pause (codes, menu choices)."""
+        if not digit:
+            return
+        if digit != "#":
+            self._dtmf_buf += digit
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.kill(block=False)
+        if digit == "#":
+            self._dtmf_commit()
+        else:
+            self._dtmf_timer = gevent.spawn_later(2.0, self._dtmf_commit)
+
+    def _dtmf_commit(self) -> None:
+        digits, self._dtmf_buf = self._dtmf_buf, ""
+        if not digits or self.ended.is_set():
+            return
+        if self.player.speaking:
+            self.barge_in()
+        text = f"Клиент ввёл на клавиатуре: {digits}"
+        t_ms = int((time.monotonic() - self.t_start) * 1000)
+        self._transcript("caller", text, t_ms, t_ms, 1.0)
+        self.history.append(Message("user", text))
+        timer = TurnTimer(end_of_speech_mono=time.monotonic())
+        timer.mark("end_of_speech")
+        if self.turn_task is not None and not self.turn_task.dead:
+            self.turn_task.kill(block=False)
+        self.turn_task = gevent.spawn(self._reply, timer)
 
     # -- records ------------------------------------------------------------------------------
     def _record_timing(self, timer: TurnTimer, utterances: list[Utterance]) -> None:

@@ -40,6 +40,7 @@ ensure_system_packages() {
   command -v text2wave >/dev/null && [ -d /usr/share/festival/voices/russian ] || pkgs+=(festival festvox-ru)
   command -v espeak-ng >/dev/null || pkgs+=(espeak-ng)
   command -v sox >/dev/null || pkgs+=(sox)
+  command -v sipp >/dev/null || pkgs+=(sip-tester)   # SIPp: scenario tests and the real-FreeSWITCH test mode
   pkgs+=(${VOICEAI_EXTRA_APT:-})
   apt_install "${pkgs[@]}"
 }

@@ -26,7 +26,9 @@ from tests.support.telephony import EslProcess, Rig, TelephonyDirs, telephony_se
 # machine never terminate each other's connections.
 TEST_DB_URL = os.environ.get("VOICEAI_TEST_DATABASE_URL",
                              "postgresql://postgres@127.0.0.1:5432/voiceai_test") + f"_{os.getpid()}"
-TEST_REDIS_URL = os.environ.get("VOICEAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# A Redis logical DB per run (1..11 by pid) unless one is given: parallel runs must not flush
+# each other's data.
+TEST_REDIS_URL = os.environ.get("VOICEAI_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 11}")
 _TMP = tempfile.mkdtemp(prefix="voiceai-test-")
 
 
@@ -221,6 +223,18 @@ def rig_factory(db, redis_client, test_settings, tmp_path, prompt_files):
         r.sim.stop()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sim_only: needs the FreeSWITCH simulator; skipped when VOICEAI_TEST_FS_ESL is set")
+
+
 @pytest.fixture()
-def rig(rig_factory):
-    return rig_factory()
+def rig(request, rig_factory, redis_client, test_settings, tmp_path, prompt_files):
+    """The simulator rig, or with VOICEAI_TEST_FS_ESL=host:port:password a real FreeSWITCH (docs/testing.md)."""
+    from tests.support.real_fs import real_fs_config, real_rig
+    if real_fs_config() is None:
+        yield rig_factory()
+        return
+    if request.node.get_closest_marker("sim_only"):
+        pytest.skip("simulator only (VOICEAI_TEST_FS_ESL is set)")
+    with real_rig(test_settings, redis_client, tmp_path, prompt_files) as real:
+        yield real

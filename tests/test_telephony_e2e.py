@@ -65,6 +65,7 @@ def test_inbound_call_routed_by_did_and_recorded(rig, app_for):
     assert stranger.get(f"/api/calls/{row.id}/recording", headers={"X-Project-Id": str(t["project"].id)}).status_code == 404
 
 
+@pytest.mark.sim_only
 def test_after_hours_routing_hangs_up_and_logs_the_call(rig):
     schedule = {"timezone": "Europe/Moscow", "windows": [{"days": [1, 2, 3, 4, 5], "from": "09:00", "to": "18:00"}]}
     t = make_telephony_tenant("ah", recording=False, schedule=schedule, after_hours_action="hangup")
@@ -228,6 +229,7 @@ def test_call_that_ends_while_esl_app_is_down_is_closed(rig):
     assert row.hangup_cause == "UNKNOWN_WHILE_DETACHED" and row.outcome == "completed"
 
 
+@pytest.mark.sim_only
 def test_freeswitch_connection_dropped_and_restored(rig):
     make_telephony_tenant("drop", recording=False)
     rig.apply()

@@ -30,6 +30,7 @@ AGENT_CONFIG = {
     "llm": {"engine": "scripted", "rules": [
         {"keywords": ["запис"], "reply": REPLY_1},
         {"keywords": ["сколько", "стоит", "цен"], "reply": REPLY_2},
+        {"keywords": ["клавиатур"], "reply": "Спасибо, код принят."},
     ], "default_reply": "Повторите, пожалуйста."},
     "voice": {"silence_reprompt_s": 30, "barge_in_min_ms": 300},
 }
@@ -130,7 +131,13 @@ def test_voice_turn_answer_heard_barge_in_and_timings(rig_factory, festival_spee
             print("TR", tr.speaker, tr.ts_start_ms, tr.ts_end_ms, tr.text, tr.interrupted, tr.heard_text, file=sys.stderr)
         raise
 
-    # 5. Timings of every stage are recorded.
+    # 5. Keypad input is a caller turn too.
+    call.send_dtmf("42#")
+    wait_until(lambda: any(t.text.endswith(": 42") for t in transcripts("caller")), timeout=30, message="DTMF turn")
+    wait_until(lambda: any(a.text == "Спасибо, код принят." for a in transcripts("agent")), timeout=60,
+               message="reply to DTMF")
+
+    # 6. Timings of every stage are recorded.
     timing = wait_until(lambda: CallEvent.select().where((CallEvent.call == row.id)
                                                          & (CallEvent.type == "turn_timing")).first(),
                         timeout=30, message="turn timing")
