@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
+import gevent.event
 from gevent.queue import Queue
 
 from core.calls.lifecycle import CallTracker
@@ -170,6 +171,38 @@ class CallManager:
             return
         worker = self._start_worker(call, event.headers)
         worker.put(event)
+        routing = (call.metadata_json or {}).get("routing") or {}
+        if routing.get("action") in ("operator", "hangup", "message"):
+            gevent.spawn(self._apply_routing, worker, routing)
+
+    def _apply_routing(self, worker: CallWorker, routing: dict) -> None:
+        """A routing rule sent this caller away from the agent: operator, goodbye message or hang-up."""
+        action = routing["action"]
+        fs = self.runtime.fs
+        try:
+            with database.connection_context():
+                CallRecorder(worker.call, self.runtime.redis).add_event(
+                    "routing_rule", utcnow(), "Сработало правило маршрутизации", dict(routing))
+            if action == "operator" and routing.get("operator_route_id"):
+                with database.connection_context():
+                    self.runtime.transfers.transfer({"call_id": str(worker.call.id),
+                                                     "operator_route_id": routing["operator_route_id"]})
+                return
+            if action == "message" and routing.get("rule_id"):
+                from pathlib import Path
+                prompt = Path(self.runtime.settings.fs_sounds_dir) / f"routing_{routing['rule_id']}.wav"
+                if prompt.exists():
+                    done = gevent.event.Event()
+
+                    def stopped(event: FsEvent) -> None:
+                        if event.name == "PLAYBACK_STOP" and event.get("Playback-File-Path") == str(prompt):
+                            done.set()
+                    worker.listeners.append(stopped)
+                    fs.api(f"uuid_broadcast {worker.fs_uuid} {prompt} aleg")
+                    done.wait(timeout=60)
+            fs.api(f"uuid_kill {worker.fs_uuid} NORMAL_CLEARING")
+        except Exception:  # noqa: BLE001
+            log.exception("could not apply the routing rule", extra={"call_id": str(worker.call.id)})
 
     def _load_or_create(self, headers: dict[str, str]) -> Call | None:
         call_id = headers.get("variable_voiceai_call_id")

@@ -636,6 +636,9 @@ class VoiceManager:
         return VoiceSettings.from_agent_config(config)
 
     def run_call(self, worker: "CallWorker", fork: "ForkSocket", meta: dict[str, Any]) -> None:
+        routing = (worker.call.metadata_json or {}).get("routing") or {}
+        if routing.get("action") not in (None, "agent"):
+            return  # a routing rule sent this call to an operator or a goodbye: no agent
         try:
             self.pool.run(self.engines.load)  # no-op once warmed up; never loads on the loop
         except Exception as exc:  # noqa: BLE001

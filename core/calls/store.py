@@ -55,6 +55,10 @@ def inbound_call_from_channel(headers: dict[str, str], node: str) -> Call | None
                       extra={"fs_uuid": fs_uuid, "number_id": str(number_id)})
             return None
     agent_id = _uuid(headers.get("variable_voiceai_agent_id")) or (number.agent_id if number else None)
+    caller = headers.get("Caller-Caller-ID-Number", "") or ""
+    decision = route_decision(project_id, number, caller, agent_id)
+    if decision.action == "agent" and decision.agent_id:
+        agent_id = _uuid(decision.agent_id)
     agent = Agent.get_or_none((Agent.id == agent_id) & (Agent.project == project_id)) if agent_id else None
     created = headers.get("Caller-Channel-Created-Time")
     started = dt.datetime.fromtimestamp(int(created) / 1e6, dt.timezone.utc) if created and created != "0" else utcnow()
@@ -72,9 +76,27 @@ def inbound_call_from_channel(headers: dict[str, str], node: str) -> Call | None
             fs_uuid=fs_uuid, fs_node=node, trace_id=trace_id[:64],
             sip_call_id=headers.get("variable_sip_call_id"),
             variables_json={k[len("variable_voiceai_var_"):]: v for k, v in headers.items()
-                            if k.startswith("variable_voiceai_var_")})
+                            if k.startswith("variable_voiceai_var_")},
+            metadata_json={"routing": {"action": decision.action, "rule_id": decision.rule_id,
+                                       "operator_route_id": decision.operator_route_id,
+                                       "message_text": decision.message_text}})
     except pw.IntegrityError:  # raced with another event of the same channel
         return Call.get_or_none(Call.fs_uuid == fs_uuid)
+
+
+def route_decision(project_id: uuid.UUID, number: PhoneNumber | None, caller: str,
+                   agent_id: uuid.UUID | None):  # type: ignore[no-untyped-def]
+    """Apply the number's (and project-wide) routing rules to this caller (core.telephony.routing)."""
+    from core.telephony.routing import Rule, decide
+    from models.saas import Project
+    from models.telephony import RoutingRule
+    q = RoutingRule.select().where((RoutingRule.project == project_id) & (RoutingRule.enabled == True))  # noqa: E712
+    q = q.where(RoutingRule.phone_number.is_null() | (RoutingRule.phone_number == (number.id if number else None)))
+    rules = [Rule(str(r.id), r.priority, r.match_json or {}, r.action, str(r.agent_id) if r.agent_id else None,
+                  str(r.operator_route_id) if r.operator_route_id else None, r.message_text, r.enabled) for r in q]
+    project = Project.get_by_id(project_id)
+    tz = (number.timezone if number and number.timezone else None) or project.timezone
+    return decide(rules, caller, utcnow(), str(agent_id) if agent_id else None, default_timezone=tz)
 
 
 class CallRecorder:

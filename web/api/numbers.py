@@ -524,3 +524,121 @@ def delete_route(route_id: str):
     audit.record("operator_route.delete", "operator_route", route.id, before=before, project_id=g.project.id)
     _apply()
     return {"ok": True}
+
+
+# ---- routing rules -------------------------------------------------------------------------------
+
+RULE_FIELDS = {
+    "phone_number_id": {"type": ["string", "null"], "format": "uuid"},
+    "priority": {"type": "integer", "minimum": 0, "maximum": 10000},
+    "name": {"type": "string", "maxLength": 200},
+    "match": {"type": "object"},
+    "action": {"type": "string", "enum": ["agent", "operator", "hangup", "message"]},
+    "agent_id": {"type": ["string", "null"], "format": "uuid"},
+    "operator_route_id": {"type": ["string", "null"], "format": "uuid"},
+    "message_text": {"type": ["string", "null"], "maxLength": 1000},
+    "enabled": {"type": "boolean"},
+}
+RULE_CREATE = S.obj(["action"], RULE_FIELDS)
+RULE_UPDATE = {**S.obj([], RULE_FIELDS), "minProperties": 1}
+S.COMPONENTS["RoutingRule"] = S.obj(["id", "priority", "action", "match", "enabled"], {
+    "id": S.UUID, "project_id": S.UUID, "phone_number_id": {"type": ["string", "null"]},
+    "priority": {"type": "integer"}, "name": {"type": "string"}, "match": {"type": "object"},
+    "action": {"type": "string"}, "agent_id": {"type": ["string", "null"]},
+    "operator_route_id": {"type": ["string", "null"]}, "message_text": {"type": ["string", "null"]},
+    "enabled": {"type": "boolean"}, "created_at": S.TS, "prompt": {"type": ["string", "null"]}})
+
+
+def serialize_rule(r) -> dict:  # type: ignore[no-untyped-def]
+    return {"id": str(r.id), "project_id": str(r.project_id), "phone_number_id": _sid(r.phone_number_id),
+            "priority": r.priority, "name": r.name, "match": r.match_json or {}, "action": r.action,
+            "agent_id": _sid(r.agent_id), "operator_route_id": _sid(r.operator_route_id),
+            "message_text": r.message_text, "enabled": r.enabled, "created_at": r.created_at.isoformat()}
+
+
+def _rule_fields(body: dict, rule) -> dict:  # type: ignore[no-untyped-def]
+    from core.telephony.routing import validate_match
+    data: dict[str, Any] = {k: body[k] for k in ("priority", "name", "action", "message_text", "enabled") if k in body}
+    errors: dict[str, str] = {}
+    if "match" in body:
+        errors.update(validate_match(body["match"]))
+        data["match_json"] = body["match"]
+    if "phone_number_id" in body:
+        n = _ref(PhoneNumber, body["phone_number_id"], "phone_number_id", "Номер")
+        data["phone_number"] = n.id if n else None
+    if "agent_id" in body:
+        a = _ref(Agent, body["agent_id"], "agent_id", "Агент")
+        data["agent"] = a.id if a else None
+    if "operator_route_id" in body:
+        o = _ref(OperatorRoute, body["operator_route_id"], "operator_route_id", "Маршрут оператора")
+        data["operator_route"] = o.id if o else None
+    action = data.get("action", rule.action if rule else "agent")
+    pick = lambda key: data.get(key, getattr(rule, f"{key}_id", None) if rule else None)  # noqa: E731
+    if action == "agent" and not pick("agent"):
+        errors["agent_id"] = "Выберите агента для этого правила"
+    if action == "operator" and not pick("operator_route"):
+        errors["operator_route_id"] = "Выберите маршрут оператора для этого правила"
+    if action == "message" and not data.get("message_text", rule.message_text if rule else None):
+        errors["message_text"] = "Напишите сообщение, которое услышит клиент"
+    if errors:
+        raise ValidationFailed(errors)
+    return data
+
+
+def _rule_prompt(rule) -> str | None:  # type: ignore[no-untyped-def]
+    """Speak the rule's message once now, so FreeSWITCH can play it without synthesis at call time."""
+    if rule.action != "message" or not rule.message_text:
+        return None
+    from pathlib import Path
+    from core.engines.text_norm_ru import normalize
+    from core.telephony.prompts import PromptSynthesisError, synthesize
+    target = Path(settings().fs_sounds_dir) / f"routing_{rule.id}.wav"
+    try:
+        synthesize(normalize(rule.message_text), target)
+    except (PromptSynthesisError, OSError) as exc:
+        return f"Сообщение не озвучено: {exc}"
+    return str(target)
+
+
+@group.route("/routing-rules", ["POST"], permission="numbers.manage", body=RULE_CREATE,
+             responses={201: S.ref("RoutingRule"), 422: None},
+             summary="Правило маршрутизации: по номеру звонящего и времени — агент, оператор или сообщение")
+def create_rule():
+    from models.telephony import RoutingRule
+    rule = RoutingRule(project=g.project.id, **_rule_fields(g.body, None))
+    rule.save(force_insert=True)
+    out = serialize_rule(rule)
+    audit.record("routing_rule.create", "routing_rule", rule.id, after=out, project_id=g.project.id)
+    return {**out, "prompt": _rule_prompt(rule)}, 201
+
+
+@group.route("/routing-rules", ["GET"], permission="numbers.read", responses={200: S.page_of("RoutingRule")},
+             query=PAGE_QUERY, summary="Правила маршрутизации проекта")
+def list_rules():
+    from models.telephony import RoutingRule
+    return paginate(RoutingRule.for_project(g.project.id), RoutingRule.created_at, RoutingRule.id, serialize_rule)
+
+
+@group.route("/routing-rules/<rule_id>", ["PATCH"], permission="numbers.manage", body=RULE_UPDATE,
+             responses={200: S.ref("RoutingRule")}, summary="Изменить правило маршрутизации")
+def update_rule(rule_id: str):
+    from models.telephony import RoutingRule
+    rule = _get(RoutingRule, rule_id, "routing_rule")
+    before = serialize_rule(rule)
+    for key, value in _rule_fields(g.body, rule).items():
+        setattr(rule, key, value)
+    rule.save()
+    after = serialize_rule(rule)
+    audit.record("routing_rule.update", "routing_rule", rule.id, before=before, after=after, project_id=g.project.id)
+    return {**after, "prompt": _rule_prompt(rule)}
+
+
+@group.route("/routing-rules/<rule_id>", ["DELETE"], permission="numbers.manage",
+             responses={200: S.ref("Ok")}, summary="Удалить правило маршрутизации")
+def delete_rule(rule_id: str):
+    from models.telephony import RoutingRule
+    rule = _get(RoutingRule, rule_id, "routing_rule")
+    before = serialize_rule(rule)
+    rule.delete_instance()
+    audit.record("routing_rule.delete", "routing_rule", rule.id, before=before, project_id=g.project.id)
+    return {"ok": True}
