@@ -144,6 +144,10 @@ def test_festival_recovers_after_processes_are_killed() -> None:
         assert engine.server_pid != server
         assert engine.restarts == 1
         pids = engine.process_ids()
+    # Children exit asynchronously once their connection closes: give them a moment, not forever.
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert all(not _alive(pid) for pid in pids), "close() left festival processes behind"
 
 
