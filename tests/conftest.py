@@ -200,14 +200,14 @@ def rig_factory(db, redis_client, test_settings, tmp_path, prompt_files):
     import shutil
     started: list[Rig] = []
 
-    def make(voice: bool = False, **overrides) -> Rig:
+    def make(voice: bool = False, sim_options: dict | None = None, **overrides) -> Rig:
         base = tmp_path / f"rig{len(started)}"
         dirs = TelephonyDirs.make(base)
         for name, path in prompt_files.items():
             shutil.copy(path, dirs.sounds / name)
         sim = FsSim(dialplan_dir=str(dirs.conf / "dialplan"),
                     gateway_dir=str(dirs.conf / "sip_profiles" / "external" / "voiceai_generated"),
-                    tz="Europe/Moscow").start()
+                    tz="Europe/Moscow", **(sim_options or {})).start()
         settings = telephony_settings(test_settings, dirs, sim.port, voice=voice, **overrides)
         esl = EslProcess(settings, base / "esl.log").start()
         esl.wait_log("connected to FreeSWITCH")

@@ -177,3 +177,33 @@ def test_low_confidence_twice_escalates_with_issue(rig_factory, festival_speech,
     assert events.count("stt_low_confidence") == 2
     rig.call_row(call.uuid, state="with_operator", timeout=30)
     call.hangup()
+
+
+def test_stream_playback_over_the_audio_socket(rig_factory, festival_speech, whisper):
+    """Bidirectional mod_audio_fork: the agent's voice goes back on the socket, barge-in clears it."""
+    import os
+    rig = rig_factory(voice=True, sim_options={"bidirectional": True}, playback_mode="stream",
+                      stt_engine="whisper", llm_engine="scripted", tts_engine="festival",
+                      models_dir=os.environ.get("VOICEAI_MODELS_DIR", str(Path("var/models").resolve())))
+    t = make_telephony_tenant("stream", recording=False)
+    t["version"].config_json = AGENT_CONFIG
+    t["version"].save()
+    rig.apply()
+    call = rig.sim.inbound_call(caller="79161234567", destination="74951234567",
+                                audio=[3500, festival_speech["caller1"]])
+    row = rig.call_row(call.uuid, state="in_progress", timeout=30)
+    # the greeting and then the reply arrive as L16 on the socket, not as file playback
+    wait_until(lambda: len(call.received_stream_audio) > 8000 * 2 * 3, timeout=90, message="streamed audio")
+    assert not [p for p in call.heard if "/tts/" in p.path]
+    greeting = call.received_stream_audio[:8000 * 2 * 2]
+    heard = whisper.transcribe(resample(greeting, 8000, 16000), 16000)
+    assert similarity(heard.text, "Здравствуйте клиника улыбка") >= 0.5, heard.text
+    wait_until(lambda: Transcript.select().where((Transcript.call == row.id) & (Transcript.speaker == "caller")).exists(),
+               timeout=90, message="caller transcript")
+    before = len(call.received_stream_audio)
+    wait_until(lambda: len(call.received_stream_audio) > before + 8000, timeout=60, message="reply streaming")
+    time.sleep(1.0)
+    call.play_audio(festival_speech["caller2"])  # interrupts the long reply while it plays
+    wait_until(lambda: CallEvent.select().where((CallEvent.call == row.id) & (CallEvent.type == "barge_in")).exists(),
+               timeout=60, message="barge-in in stream mode")
+    call.hangup()
