@@ -63,7 +63,7 @@ def test_rules_route_calls_to_another_agent_or_away(rig, app_for):
     plain.hangup()
 
     spam = rig.sim.inbound_call(caller="79990000000", destination="74951234567")
-    spam.wait_hangup(timeout=20)
+    spam.wait_hangup(timeout=60)
     assert any(p.path.endswith(f"routing_{r2.get_json()['id']}.wav") and p.done for p in spam.heard)
     row = rig.call_row(spam.uuid, ended=True)
     assert CallEvent.select().where((CallEvent.call == row.id) & (CallEvent.type == "routing_rule")).exists()
