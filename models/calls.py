@@ -53,6 +53,8 @@ class CallOutcome(str, enum.Enum):
     ABANDONED = "abandoned"          # caller hung up before the dialog started
     FAILED = "failed"                # technical failure (trunk, engines)
     CANCELLED = "cancelled"          # outbound call cancelled before dialling
+    UNALLOCATED = "unallocated"      # the number does not exist or is malformed
+    GATEWAY_DOWN = "gateway_down"    # our SIP connection is not registered / unreachable
 
 
 class CallParty(str, enum.Enum):

@@ -23,19 +23,8 @@ __all__ = ["CallOutcome", "CallState", "CauseInfo", "describe_cause", "originate
            "human_status", "outcome_label", "CAUSES", "SIP_CODES"]
 
 
-class CallOutcome(str, enum.Enum):
-    """How a call ended, as stored in ``calls.outcome``."""
-
-    ANSWERED = "answered"          # connected, then cut off by a failure (media lost, network)
-    COMPLETED = "completed"        # connected and ended normally
-    BUSY = "busy"
-    NO_ANSWER = "no_answer"        # rang out, or the callee was unreachable
-    FAILED = "failed"              # a technical failure before the answer
-    REJECTED = "rejected"          # declined by the callee or refused by the provider
-    UNALLOCATED = "unallocated"    # the number does not exist or is malformed
-    GATEWAY_DOWN = "gateway_down"  # our SIP connection is not registered / unreachable
-    CANCELLED = "cancelled"        # we (or the caller) gave up before the answer
-    VOICEMAIL = "voicemail"        # an answering machine answered (set by detection, not a cause)
+# One outcome vocabulary for the whole platform: the one stored in ``calls.outcome``.
+from models.calls import CallOutcome  # noqa: E402
 
 
 _OUTCOME_LABELS = {
@@ -49,6 +38,9 @@ _OUTCOME_LABELS = {
     CallOutcome.GATEWAY_DOWN: "SIP-подключение недоступно",
     CallOutcome.CANCELLED: "Вызов отменён",
     CallOutcome.VOICEMAIL: "Автоответчик",
+    CallOutcome.TRANSFERRED: "Переведён на оператора",
+    CallOutcome.CALLBACK: "Назначен обратный звонок",
+    CallOutcome.ABANDONED: "Клиент положил трубку",
 }
 
 
