@@ -1,0 +1,1 @@
+"""Knowledge base: sources (FAQ pairs, documents), indexing into chunks, retrieval with citations."""
