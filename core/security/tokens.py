@@ -79,3 +79,29 @@ def parse_api_key(key: str) -> str | None:
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 12:
         return None
     return parts[1]
+
+
+def issue_scoped_token(secret_key: str, typ: str, claims: dict[str, Any], ttl_s: int,
+                       now: float | None = None) -> tuple[str, int]:
+    """A short-lived signed token for one purpose (``typ``), e.g. a browser voice session.
+
+    Separate types keep a token minted for one door from opening another; returns (token, exp).
+    """
+    now = time.time() if now is None else now
+    exp = int(now) + ttl_s
+    payload = {**claims, "typ": typ, "iss": ISSUER, "iat": int(now), "exp": exp, "jti": uuid.uuid4().hex}
+    return jwt.encode(payload, secret_key, algorithm="HS256"), exp
+
+
+def decode_scoped_token(secret_key: str, token: str, typ: str) -> dict[str, Any]:
+    """Claims of a valid token of type ``typ``; catalog errors for expired, forged or wrong-type tokens."""
+    try:
+        data: dict[str, Any] = jwt.decode(token, secret_key, algorithms=["HS256"], issuer=ISSUER,
+                                          options={"require": ["exp", "jti", "iss"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise AppError("AUTH_TOKEN_EXPIRED") from exc
+    except jwt.PyJWTError as exc:
+        raise AppError("AUTH_TOKEN_INVALID") from exc
+    if data.get("typ") != typ:
+        raise AppError("AUTH_TOKEN_INVALID")
+    return data
