@@ -133,6 +133,17 @@ ensure_venv() {  # $1 = extras, e.g. "test"
   fi
 }
 
+setup_lock() {  # serialise concurrent setups (two test runs at once must not both pip install)
+  mkdir -p "$VAR"
+  exec 9>"$VAR/.setup.lock"
+  command -v flock >/dev/null && flock 9 || true
+}
+
+setup_unlock() {
+  command -v flock >/dev/null && flock -u 9 || true
+  exec 9>&-
+}
+
 setup_platform() {  # $1 = extras for the venv
   export VOICEAI_MODELS_DIR="${VOICEAI_MODELS_DIR:-$ROOT/var/models}"
   ensure_system_packages
