@@ -30,6 +30,7 @@ class KbSourceStatus(str, enum.Enum):
 
 
 class KbEntryStatus(str, enum.Enum):
+    DRAFT = "draft"          # typed in or built from a call (add-to-kb), not used until reviewed
     SUGGESTED = "suggested"  # proposed from a call, waiting for review
     ACTIVE = "active"        # used by agents
     REJECTED = "rejected"
@@ -44,6 +45,7 @@ class KbSource(ProjectScoped):
     storage_path = pw.CharField(max_length=500, null=True)  # storage key of the original file
     size_bytes = pw.BigIntegerField(null=True)
     sha256 = pw.CharField(max_length=64, null=True)  # of the file, to skip re-indexing unchanged
+    indexed_sha256 = pw.CharField(max_length=64, null=True)  # of the content the chunks came from
     status = pw.CharField(max_length=16, default=KbSourceStatus.PENDING.value)
     error = pw.TextField(null=True)
     error_code = pw.CharField(max_length=64, null=True)
@@ -91,6 +93,11 @@ class KbChunk(ProjectScoped):
     class Meta:
         table_name = "kb_chunks"
         indexes = ((("source", "ordinal"), False),)
+
+
+# Russian full-text search over chunk text (core.kb.retrieval queries this exact expression).
+KbChunk.add_index(pw.SQL('CREATE INDEX "kb_chunks_text_fts" ON "kb_chunks" '
+                         'USING GIN (to_tsvector(\'russian\', "text"))'))
 
 
 __all__ = ["KbSourceKind", "KbSourceStatus", "KbEntryStatus", "KbSource", "KbEntry", "KbChunk"]
