@@ -46,6 +46,7 @@ class Settings:
     esl_password: str = field(default="ClueCon", metadata={"env": "VOICEAI_ESL_PASSWORD"})
     audio_ws_host: str = field(default="127.0.0.1", metadata={"env": "VOICEAI_AUDIO_WS_HOST"})
     audio_ws_port: int = field(default=8090, metadata={"env": "VOICEAI_AUDIO_WS_PORT"})
+    audio_public_url: str = field(default="", metadata={"env": "VOICEAI_AUDIO_PUBLIC_URL"})
     fs_recordings_dir: str = field(default="/var/lib/freeswitch/recordings/voiceai",
                                    metadata={"env": "VOICEAI_FS_RECORDINGS_DIR"})
     fs_sounds_dir: str = field(default="/usr/share/freeswitch/sounds/voiceai", metadata={"env": "VOICEAI_FS_SOUNDS_DIR"})
@@ -70,7 +71,20 @@ class Settings:
     freeswitch_conf_dir: str = field(default="/etc/freeswitch", metadata={"env": "VOICEAI_FS_CONF_DIR"})
     rq_queues: str = field(default="default,telephony,messages", metadata={"env": "VOICEAI_RQ_QUEUES"})
     trust_proxy: bool = field(default=False, metadata={"env": "VOICEAI_TRUST_PROXY"})
+    # Realtime gateway (docs/realtime.md): stream token lifetime, idle heartbeat, how many events a
+    # subscriber may fall behind before it is cut off (it resumes by last id), batching tick and the
+    # XREAD block slice (kept below the Redis socket timeout).
+    realtime_token_ttl_s: int = field(default=60, metadata={"env": "VOICEAI_REALTIME_TOKEN_TTL"})
+    realtime_heartbeat_s: int = field(default=15, metadata={"env": "VOICEAI_REALTIME_HEARTBEAT"})
+    realtime_max_lag: int = field(default=2000, metadata={"env": "VOICEAI_REALTIME_MAX_LAG"})
+    realtime_batch_ms: int = field(default=10, metadata={"env": "VOICEAI_REALTIME_BATCH_MS"})
+    realtime_block_ms: int = field(default=2000, metadata={"env": "VOICEAI_REALTIME_BLOCK_MS"})
     env_name: str = field(default="production", metadata={"env": "VOICEAI_ENV"})
+    # Campaigns and billing (issue 7).
+    default_rates: str = field(default='{"telephony_per_min": "1.50", "stt_per_min": "0", "llm_per_1k_tokens": "0", '
+                                       '"tts_per_1k_chars": "0"}', metadata={"env": "VOICEAI_DEFAULT_RATES"})
+    dialer_slots: int = field(default=2, metadata={"env": "VOICEAI_DIALER_SLOTS"})
+    dialer_interval_ms: int = field(default=100, metadata={"env": "VOICEAI_DIALER_INTERVAL_MS"})
 
     @classmethod
     def from_env(cls, overrides: Mapping[str, Any] | None = None,

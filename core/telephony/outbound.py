@@ -35,18 +35,18 @@ class OutboundRequest:
     initiated_by: uuid.UUID | None = None
     campaign_id: uuid.UUID | None = None
     campaign_contact_id: uuid.UUID | None = None
+    variables_on_channel: bool = True  # False: only on the call row (free text such as Cyrillic names)
 
 
 def command_id_for_call(call_id: uuid.UUID) -> str:
     return f"originate-{call_id}"
 
 
-def place_call(r: redis.Redis, req: OutboundRequest, node: str = "default",
-               before_submit: Callable[[], None] | None = None) -> tuple[Call, TelephonyCommand]:
-    """Create the call row and queue its originate; returns both (the caller may wait on the command).
+def prepare_call(req: OutboundRequest, node: str = "default") -> tuple[Call, TelephonyCommand]:
+    """Create the call row and build (not queue) its originate command.
 
-    ``before_submit`` runs between the two: a caller inside a transaction commits there, because
-    esl_app must see the row before it dials.
+    The campaign dialer creates rows inside its claim transaction and queues the commands only
+    after commit; ``place_call`` does both at once.
     """
     trace_id = current_trace_id() or new_trace_id()
     fs_uuid = str(uuid.uuid4())
@@ -63,8 +63,20 @@ def place_call(r: redis.Redis, req: OutboundRequest, node: str = "default",
         trace_id=trace_id,
         args={"call_id": str(call.id), "fs_uuid": fs_uuid, "to": req.to_e164.lstrip("+"),
               "gateway": req.sip_connection.gateway_name, "caller_id": caller_id.lstrip("+") or None,
-              "timeout_s": req.timeout_s, "variables": dict(req.variables or {}), "app": req.app,
+              "timeout_s": req.timeout_s,
+              "variables": dict(req.variables or {}) if req.variables_on_channel else {}, "app": req.app,
               "recording": req.recording})
+    return call, cmd
+
+
+def place_call(r: redis.Redis, req: OutboundRequest, node: str = "default",
+               before_submit: Callable[[], None] | None = None) -> tuple[Call, TelephonyCommand]:
+    """Create the call row and queue its originate; returns both (the caller may wait on the command).
+
+    ``before_submit`` runs between the two: a caller inside a transaction commits there, because
+    esl_app must see the row before it dials.
+    """
+    call, cmd = prepare_call(req, node)
     if before_submit is not None:
         before_submit()
     CommandQueue(r, node).submit(cmd)

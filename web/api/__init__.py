@@ -9,9 +9,29 @@ API_PREFIX = "/api"
 
 
 def _groups():
-    from web.api import api_keys, audit_logs, auth, calls, numbers, projects, system, users
+    from web.api import api_keys, audit_logs, auth, calls, numbers, projects, realtime, system, users
     return [auth.group, projects.group, users.group, api_keys.group, audit_logs.group, numbers.group,
-            calls.group, system.group]
+            calls.group, realtime.group, system.group, _talk_group(), _campaigns_group(), _agents_group(), _kb_group()]
+
+
+def _kb_group():
+    from web.api import kb
+    return kb.group
+
+
+def _agents_group():
+    from web.api import agents
+    return agents.group
+
+
+def _campaigns_group():
+    from web.api import campaigns
+    return campaigns.group
+
+
+def _talk_group():
+    from web.api import talk
+    return talk.group
 
 
 def register_api(app: Flask) -> None:

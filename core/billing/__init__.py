@@ -1,0 +1,1 @@
+"""Billing: pricing calls (``costs``) and budget limits (``budgets``). See docs/campaigns.md."""
