@@ -146,7 +146,10 @@ class Call(ProjectScoped):
     class Meta:
         table_name = "calls"
         indexes = (
-            (("project", "started_at"), False),
+            # Inbox keyset pagination orders by (started_at, id): see docs/calls_query_plan.md.
+            (("project", "started_at", "id"), False),
+            (("project", "from_number", "started_at"), False),
+            (("project", "to_number", "started_at"), False),
             (("project", "outcome", "started_at"), False),
             (("project", "direction", "started_at"), False),
             (("project", "state"), False),
@@ -155,6 +158,11 @@ class Call(ProjectScoped):
             (("phone_number", "started_at"), False),
             (("campaign", "started_at"), False),
         )
+
+
+# Live Monitor: the few calls still going, without scanning the ended ones.
+Call.add_index(Call.index(Call.project, Call.started_at, where=Call.ended_at.is_null(),
+                          name="calls_live_project_id_started_at"))
 
 
 class CallEvent(ProjectScoped):
@@ -189,6 +197,11 @@ class Transcript(ProjectScoped):
     class Meta:
         table_name = "transcripts"
         indexes = ((("call", "ts_start_ms"), False),)
+
+
+# Inbox transcript search: web.api.calls.transcript_match uses exactly this expression.
+Transcript.add_index(Transcript.index(pw.fn.to_tsvector(pw.SQL("'russian'"), Transcript.text), using="gin",
+                                      name="transcripts_text_fts"))
 
 
 class ToolInvocation(ProjectScoped):

@@ -12,6 +12,8 @@ from tests.support.api import login
 PUBLIC_ENDPOINTS = {"api_auth.login", "api_auth.refresh", "api_system.healthz", "api_system.readyz",
                     "api_system.openapi_json", "api_system.docs_page", "root_healthz", "root_readyz",
                     "root_index", "static"}
+# The cabinet's login form and session renewal (they read the session cookies, not a bearer token).
+PUBLIC_ENDPOINTS |= {"cabinet.login", "cabinet.session_refresh"}
 
 
 def test_every_route_declares_a_permission(app):

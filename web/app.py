@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_error_handlers(app)
     register_api(app)
+    from web.cabinet import register_cabinet
+    register_cabinet(app)  # its session hook must run before the pipeline's
     app.before_request(_before_request)
     app.after_request(_after_request)
     app.teardown_request(_teardown_request)
