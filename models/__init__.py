@@ -10,7 +10,7 @@ import peewee as pw
 
 # Import order follows the FK direction: saas <- telephony <- agents <- calls <- the rest.
 MODEL_MODULES = ("saas", "telephony", "agents", "calls", "campaigns", "messaging", "billing", "crm",
-                 "integrations", "kb")
+                 "integrations", "kb", "calendar")
 
 
 def all_models() -> list[type[pw.Model]]:

@@ -238,3 +238,36 @@ def rig(request, rig_factory, redis_client, test_settings, tmp_path, prompt_file
         pytest.skip("simulator only (VOICEAI_TEST_FS_ESL is set)")
     with real_rig(test_settings, redis_client, tmp_path, prompt_files) as real:
         yield real
+
+
+@pytest.fixture()
+def tool_world(db, redis_client):
+    """Tool tests: projects (in a chosen time zone), calls in them and ToolContexts (core.tools)."""
+    from core.events.bus import read_since
+    from core.seed import create_org, create_project
+    from core.tools.base import ToolContext
+    from core.tools.journal import set_event_redis
+    from models.calls import Call
+    set_event_redis(redis_client)
+
+    class World:
+        redis = redis_client
+
+        def project(self, timezone: str = "Europe/Moscow", slug: str | None = None):
+            slug = slug or "tools-" + uuid.uuid4().hex[:8]
+            return create_project(create_org(f"Org {slug}", slug), "Проект", timezone=timezone)
+
+        def call(self, project, caller: str = "+79991234567") -> Call:
+            return Call.create(project=project.id, direction="inbound", from_number=caller,
+                               to_number="+74951234567", state="in_progress", trace_id=uuid.uuid4().hex)
+
+        def ctx(self, project, call=None, **kw) -> ToolContext:
+            kw.setdefault("caller_phone", call.from_number if call is not None else None)
+            return ToolContext(project_id=project.id, trace_id=kw.pop("trace_id", uuid.uuid4().hex),
+                               call_id=call.id if call is not None else None, timezone=project.timezone, **kw)
+
+        def events(self, project) -> list[dict]:
+            return [e for _, e in read_since(redis_client, project.id)]
+
+    yield World()
+    set_event_redis(None)
