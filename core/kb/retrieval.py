@@ -6,10 +6,11 @@ used until someone reviews it).
 
 Full-text search (always on) uses PostgreSQL's ``russian`` configuration over
 ``to_tsvector('russian', text)`` (GIN index ``kb_chunks_text_fts``). A caller's question rarely
-repeats the document's words exactly, so the query is OR-ed term by term (any shared word counts,
-more shared words rank higher), and each stem also gets loose variants, ranked at half weight:
-the stem cut by up to three letters and a prefix match. Snowball stems "записаться" to "записа"
-but "запись" to "зап"; the loose variants let one find the other.
+repeats the document's words exactly, so any shared word makes a candidate and candidates are
+scored by coverage: the share of the question's words the chunk contains (``ts_rank`` breaks
+ties). Each stem also has loose variants that count half: the stem cut by up to three letters and
+the stem as a prefix. Snowball stems "записаться" to "записа" but "запись" to "зап"; the loose
+variants let one find the other.
 
 Embeddings (when ``core.kb.embeddings`` has a model) add a cosine score over the chunks embedded
 by the same model; the final score mixes the two (``HYBRID_WEIGHT``), and a chunk that shares no
@@ -39,8 +40,8 @@ _MIN_PREFIX = 4              # shortest stem matched as a prefix
 
 
 @dataclass(frozen=True)
-class QueryTerms:
-    """The tsquery texts of one question (empty string: nothing to search for)."""
+class StemQuery:
+    """One query word: its exact stem and the loose variants (tsquery texts)."""
 
     exact: str
     loose: str
@@ -50,26 +51,21 @@ def _quote(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def build_query_terms(lexemes: Iterable[str]) -> QueryTerms:
-    """Exact stems OR-ed; loose variants: stems cut by 1..3 letters (exact match) and prefixes."""
-    stems = sorted({lx for lx in lexemes if lx})
-    exact = set(stems)
-    loose: list[str] = []
-    seen: set[str] = set()
-    for stem in stems:
-        for cut in range(1, 4):
-            short = stem[:-cut]
-            if len(short) < _MIN_STEM or len(stem) < 5:
-                break
-            if short not in exact and short not in seen:
-                seen.add(short)
-                loose.append(_quote(short))
+def build_query_terms(lexemes: Iterable[str]) -> list[StemQuery]:
+    """Per stem: the exact lexeme, and loose variants (the stem cut by 1..3 letters, matched exactly,
+    plus the stem as a prefix); an empty list when there is nothing to search for."""
+    out: list[StemQuery] = []
+    for stem in sorted({lx for lx in lexemes if lx}):
+        loose: list[str] = []
+        if len(stem) >= 5:
+            loose += [_quote(stem[:-cut]) for cut in range(1, 4) if len(stem) - cut >= _MIN_STEM]
         if len(stem) >= _MIN_PREFIX:
             loose.append(_quote(stem) + ":*")
-    return QueryTerms(exact=" | ".join(_quote(s) for s in stems), loose=" | ".join(loose))
+        out.append(StemQuery(exact=_quote(stem), loose=" | ".join(loose)))
+    return out
 
 
-def query_terms(query: str) -> QueryTerms:
+def query_terms(query: str) -> list[StemQuery]:
     """Stems of a question as PostgreSQL's Russian configuration sees them (stop words dropped)."""
     rows = database.execute_sql("SELECT lexeme FROM unnest(to_tsvector('russian', %s))", (query,)).fetchall()
     return build_query_terms(r[0] for r in rows)
@@ -100,22 +96,33 @@ class _Hit:
     cosine: float | None = None
 
 
-def _fts_hits(params: dict, terms: QueryTerms, source_ids: Sequence[Any] | None) -> dict[uuid.UUID, _Hit]:
-    if not terms.exact and not terms.loose:
+def _fts_hits(params: dict, terms: list[StemQuery], source_ids: Sequence[Any] | None) -> dict[uuid.UUID, _Hit]:
+    """Chunks sharing a word with the query, scored by coverage: the share of query words found
+    (a loose match counts ``LOOSE_WEIGHT``), with ``ts_rank`` as the tie-break within a tenth."""
+    if not terms:
         return {}
-    q_exact = terms.exact or terms.loose
-    q_loose = terms.loose or terms.exact
-    params = {**params, "qe": q_exact, "ql": q_loose}
     vec = "to_tsvector('russian', c.text)"
+    params = dict(params)
+    per_word: list[str] = []
+    for i, term in enumerate(terms):
+        params[f"e{i}"] = term.exact
+        exact = f"({vec} @@ %(e{i})s::tsquery)"
+        if term.loose:
+            params[f"l{i}"] = term.loose
+            per_word.append(f"(CASE WHEN {exact} THEN 1.0 WHEN {vec} @@ %(l{i})s::tsquery "
+                            f"THEN {LOOSE_WEIGHT} ELSE 0 END)")
+        else:
+            per_word.append(f"(CASE WHEN {exact} THEN 1.0 ELSE 0 END)")
+    params["qall"] = " | ".join(t.exact + (f" | {t.loose}" if t.loose else "") for t in terms)
+    coverage = f"(({' + '.join(per_word)}) / {len(terms)}.0)"
     sql = _BASE_SQL.format(
-        extra=f"ts_rank({vec}, %(qe)s::tsquery, 1) + {LOOSE_WEIGHT} * ts_rank({vec}, %(ql)s::tsquery, 1) AS rank",
+        extra=f"{coverage} AS coverage, ts_rank({vec}, %(qall)s::tsquery, 1) AS rank",
         scope=_scope_sql(source_ids),
-        match=f"AND {vec} @@ (%(qe)s::tsquery || %(ql)s::tsquery)",
-    ) + f" ORDER BY rank DESC, c.id LIMIT {FTS_CANDIDATES}"
-    hits: dict[uuid.UUID, _Hit] = {}
-    for row in database.execute_sql(sql, params).fetchall():
-        hits[_uuid(row[0])] = _Hit(row=row[:7], fts=float(row[7]))
-    return hits
+        match=f"AND {vec} @@ %(qall)s::tsquery",
+    ) + f" ORDER BY coverage DESC, rank DESC, c.id LIMIT {FTS_CANDIDATES}"
+    rows = database.execute_sql(sql, params).fetchall()
+    max_rank = max((float(r[8]) for r in rows), default=0.0) or 1.0
+    return {_uuid(r[0]): _Hit(row=r[:7], fts=0.9 * float(r[7]) + 0.1 * float(r[8]) / max_rank) for r in rows}
 
 
 def _embedding_hits(params: dict, query: str, embedder: Embedder, source_ids: Sequence[Any] | None,
@@ -142,8 +149,8 @@ def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _score(hit: _Hit, max_fts: float, with_embeddings: bool) -> float:
-    fts = hit.fts / max_fts if max_fts > 0 else 0.0
+def _score(hit: _Hit, with_embeddings: bool) -> float:
+    fts = hit.fts
     if not with_embeddings:
         return fts
     cosine = max(hit.cosine or 0.0, 0.0)
@@ -176,8 +183,7 @@ def search(project_id: Any, query: str, *, source_ids: Sequence[Any] | None = No
     hits = _fts_hits(params, query_terms(query), source_ids)
     if embedder is not None:
         _embedding_hits(params, query, embedder, source_ids, hits)
-    max_fts = max((h.fts for h in hits.values()), default=0.0)
-    ranked = sorted(((_score(h, max_fts, embedder is not None), h) for h in hits.values()),
+    ranked = sorted(((_score(h, embedder is not None), h) for h in hits.values()),
                     key=lambda pair: (-pair[0], str(pair[1].row[0])))
     return [_snippet(h, score) for score, h in ranked[:limit]]
 
