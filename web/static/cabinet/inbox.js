@@ -58,12 +58,12 @@
   }
 
   async function options() {
-    try {
+    if (can("agents.read")) try {
       const agents = await api("GET", "/agents?limit=200");
       const sel = document.getElementById("f-agent");
       for (const a of agents.items) sel.append(el("option", {value: a.id}, a.name));
     } catch (e) { /* agents API absent */ }
-    try {
+    if (can("campaigns.read")) try {
       const campaigns = await api("GET", "/campaigns?limit=200");
       const sel = document.getElementById("f-campaign");
       for (const c of campaigns.items) sel.append(el("option", {value: c.id}, c.name));
