@@ -11,7 +11,13 @@ API_PREFIX = "/api"
 def _groups():
     from web.api import api_keys, audit_logs, auth, calls, numbers, projects, realtime, system, users
     return [auth.group, projects.group, users.group, api_keys.group, audit_logs.group, numbers.group,
-            calls.group, realtime.group, system.group, _talk_group(), _campaigns_group(), _agents_group(), _kb_group()]
+            calls.group, realtime.group, system.group, _talk_group(), _campaigns_group(), _agents_group(), _kb_group(),
+            *_tools_groups()]
+
+
+def _tools_groups():
+    from web.api import calendar, crm
+    return [crm.group, calendar.group]
 
 
 def _kb_group():
