@@ -41,6 +41,7 @@ ensure_system_packages() {
   command -v espeak-ng >/dev/null || pkgs+=(espeak-ng)
   command -v sox >/dev/null || pkgs+=(sox)
   command -v sipp >/dev/null || pkgs+=(sip-tester)   # SIPp: scenario tests and the real-FreeSWITCH test mode
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || pkgs+=(fonts-dejavu-core)  # Cyrillic PDFs in KB tests
   # Headless Chromium for the cabinet's browser tests (Playwright drives /usr/bin/chromium).
   command -v chromium >/dev/null || pkgs+=(chromium)
   command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
