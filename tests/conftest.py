@@ -271,3 +271,69 @@ def tool_world(db, redis_client):
 
     yield World()
     set_event_redis(None)
+
+
+class WebProcess:
+    """A real ``voiceai-web`` process (gevent WSGI server) on a free port; see ``web_process``."""
+
+    def __init__(self, settings, log_path, **env_extra):
+        import socket
+        import subprocess
+        import sys
+        import time
+        import requests
+        from pathlib import Path
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEAI_")}
+        env.update({"VOICEAI_DATABASE_URL": settings.database_url, "VOICEAI_REDIS_URL": settings.redis_url,
+                    "VOICEAI_SECRET_KEY": settings.secret_key, "VOICEAI_ENCRYPTION_KEYS": settings.encryption_keys,
+                    "VOICEAI_LOG_LEVEL": "INFO", "VOICEAI_HTTP_HOST": "127.0.0.1", "VOICEAI_HTTP_PORT": str(self.port),
+                    "VOICEAI_ENV": "test"})
+        env.update({k: str(v) for k, v in env_extra.items()})
+        self.env, self.log_path = env, log_path
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.ws_base = f"ws://127.0.0.1:{self.port}"
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "voiceai-web")], env=env,
+                                     cwd=str(Path(__file__).resolve().parent.parent),
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.close()
+        raise AssertionError("web server did not start: " + log_path.read_text())
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def close(self) -> None:
+        import subprocess
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture()
+def web_process(db, redis_client, test_settings, tmp_path):
+    """Factory: start a real web process with extra VOICEAI_* variables; stopped after the test."""
+    started: list[WebProcess] = []
+
+    def start(settings=None, **env_extra) -> WebProcess:
+        proc = WebProcess(settings or test_settings, tmp_path / f"web{len(started)}.log", **env_extra)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.close()

@@ -27,6 +27,9 @@ class EventType(str, Enum):
     BUDGET_THRESHOLD_REACHED = "budget.threshold_reached"
     # Platform additions (same envelope): operator handoff pop-up, telephony command results.
     HANDOFF_REQUESTED = "handoff.requested"
+    # Emitted by the realtime gateway itself (never stored): the client's last event id is older
+    # than the stream keeps (or the stream was lost), so it must reload its state over REST.
+    STREAM_RESET = "stream.reset"
 
 
 def iso_ms(ts: dt.datetime) -> str:
