@@ -257,6 +257,7 @@ def _reference_errors(config: dict[str, Any], project_id: uuid.UUID,
         for i, name in enumerate(config.get("tools") or []):
             if name not in tool_names:
                 errors[f"tools.{i}"] = f"Инструмент «{name}» не найден. Доступные: {', '.join(sorted(tool_names))}"
+    errors.update(_action_arg_errors(config))
     sources = (config.get("knowledge") or {}).get("source_ids") or []
     if sources:
         found = {str(s.id) for s in KbSource.select(KbSource.id).where(
@@ -268,6 +269,29 @@ def _reference_errors(config: dict[str, Any], project_id: uuid.UUID,
     if route and not OperatorRoute.select().where((OperatorRoute.project == project_id)
                                                   & (OperatorRoute.id == uuid.UUID(route))).exists():
         errors["escalation.operator_route_id"] = "Маршрут оператора не найден в этом проекте"
+    return errors
+
+
+def _action_arg_errors(config: dict[str, Any]) -> dict[str, str]:
+    """Action arguments the tool cannot take: unknown names, constants its schema refuses."""
+    from core.tools.registry import available_tools
+    tools = available_tools()
+    errors: dict[str, str] = {}
+    for i, action in enumerate(config.get("actions") or []):
+        tool = tools.get(action["tool"])
+        if tool is None:
+            continue
+        props = tool.parameters.get("properties", {})
+        for name, value in (action.get("args") or {}).items():
+            path = f"actions.{i}.args.{name}"
+            if name not in props:
+                errors[path] = f"У инструмента «{tool.name}» нет параметра «{name}». Есть: {', '.join(props)}"
+                continue
+            if isinstance(value, str) and "{" in value:
+                continue  # filled from the conversation at run time, validated then
+            problem = field_errors(props[name], value)
+            if problem:
+                errors[path] = next(iter(problem.values()))
     return errors
 
 

@@ -356,6 +356,10 @@ class AgentSession:
         if f is None:
             yield from self._advance()
             return
+        if intents.asks_info(text) and not dtmf:
+            # "сколько стоит приём стоматолога?" names a choice but is a question: answer, ask again
+            yield from self._answer(text, then=self._fmt(f["prompt"]))
+            return
         parsed = self._parse(f, text, dtmf)
         if parsed is None and f["type"] == "datetime":
             have = parse_partial_datetime(f, text, self._today(), self.partial.get(f["key"], {}))
@@ -581,7 +585,11 @@ class AgentSession:
             return fact
         snippets = self._knowledge(text)
         if snippets:
-            return _first_sentences(snippets[0].text, 2)
+            top = snippets[0]
+            text = top.text.strip()
+            if top.entry_id is not None and text.startswith(top.source_name):
+                text = text[len(top.source_name):].strip()  # a FAQ chunk is "question answer": say the answer
+            return _first_sentences(text, 2)
         if intents.is_question(text):
             return phrase("no_info", self.formality)
         return None
@@ -903,12 +911,17 @@ def _stems(text: str) -> set[str]:
 
 
 def _best_fact(question: str, facts: list[str]) -> str | None:
-    """The fact sharing the most word stems with the question (at least one), else None."""
+    """The fact sharing the most word stems with the question, covering most of the question's words.
+
+    "Можно оплатить криптовалютой?" must not get the payment-methods fact: half the question
+    (the part that matters) is not in it, and the honest answer is "no information".
+    """
     q = _stems(question)
+    need = max(1, -(-len(q) * 3 // 5))  # at least 60 % of the question's content words
     best: tuple[int, str] | None = None
     for fact in facts:
         score = len(q & _stems(fact))
-        if score and (best is None or score > best[0]):
+        if score >= need and (best is None or score > best[0]):
             best = (score, fact)
     return best[1] if best else None
 
