@@ -5,6 +5,8 @@ frame of metadata (``{"callId": "<channel uuid>", ...}``), then binary frames of
 fork's rate (8 kHz: 320-byte frames every 20 ms). The app answers with JSON text frames
 (``playAudio``/``killAudio``) or, with the bidirectional module, binary L16 back on the socket.
 
+``/browser``: the cabinet's "Поговорить с агентом" page (see ``esl_app.browser``).
+
 ``/metrics``: Prometheus text of the engine latency histograms.
 """
 from __future__ import annotations
@@ -83,6 +85,11 @@ def create_audio_app(runtime: "EslRuntime") -> Flask:
             return
         fork = ForkSocket(ws, rate)
         runtime.voice.run_call(worker, fork, meta)
+
+    @sock.route("/browser")
+    def browser(ws: Any) -> None:
+        from esl_app.browser import serve_browser_session
+        serve_browser_session(runtime, ws)
 
     @app.get("/metrics")
     def metrics() -> Response:

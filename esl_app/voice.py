@@ -9,6 +9,7 @@ heard. Per-turn timings go to ``call_events`` (type ``turn_timing``) and the Pro
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -35,6 +36,8 @@ from models.calls import CallIssue, Transcript
 if TYPE_CHECKING:
     from esl_app.audio_server import ForkSocket
     from esl_app.calls import CallWorker
+    from esl_app.lines import BrowserLine, PhoneLine
+    from esl_app.stt_feed import StreamFeeder
     from esl_app.runtime import EslRuntime
 
 log = logging.getLogger("voiceai.esl.voice")
@@ -65,6 +68,7 @@ class VoiceSettings:
     # {"engine": "scripted", "rules": [...], "default_reply": ..., "token_delay_s": ...}: the agent's
     # deterministic mode; otherwise the process LLM is used.
     llm: dict[str, Any] = field(default_factory=dict)
+    stt_hints: list[str] = field(default_factory=list)  # words to expect (names, products), all states
 
     @classmethod
     def from_agent_config(cls, config: dict[str, Any]) -> "VoiceSettings":
@@ -77,6 +81,7 @@ class VoiceSettings:
             if key in voice:
                 setattr(s, key, type(getattr(s, key))(voice[key]))
         s.llm = dict(config.get("llm") or {})
+        s.stt_hints = [str(h) for h in (voice.get("stt_hints") or config.get("stt_hints") or [])][:500]
         turn = voice.get("turn") or {}
         s.turn = TurnConfig(**{k: int(v) for k, v in turn.items() if k in TurnConfig.__dataclass_fields__})
         return s
@@ -170,15 +175,13 @@ class Player:
 
 
 class VoiceCall:
-    def __init__(self, manager: "VoiceManager", worker: "CallWorker", fork: "ForkSocket",
-                 settings: VoiceSettings) -> None:
+    def __init__(self, manager: "VoiceManager", line: "PhoneLine | BrowserLine", settings: VoiceSettings) -> None:
         self.m = manager
         self.runtime = manager.runtime
-        self.worker = worker
-        self.call = worker.call
-        self.fork = fork
+        self.line = line
+        self.call = line.call
         self.s = settings
-        self.rate = fork.rate
+        self.rate = line.rate
         self.ended = Event()
         self.endpointer = Endpointer(settings.turn)
         self.vad = manager.engines.new_vad()  # per call: VADs keep state between frames
@@ -199,6 +202,7 @@ class VoiceCall:
         self._dtmf_buf = ""
         self._dtmf_timer: gevent.Greenlet | None = None
         self.max_backlog_frames = 0
+        self.feeder: "StreamFeeder | None" = None
         self.recorder = CallRecorder(self.call, self.runtime.redis)
         tts_dir = manager.tts_dir / str(self.call.id)
         tts_dir.mkdir(parents=True, exist_ok=True)
@@ -207,18 +211,19 @@ class VoiceCall:
 
     # -- frame loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        self.worker.listeners.append(self._on_fs_event)
+        self.line.attach(self._on_fs_event)
         try:
             self.say(self.s.greeting, turn=None)
             while not self.ended.is_set():
-                data = self.fork.receive(timeout=0.5)
+                data = self.line.receive(timeout=0.5)
                 if data is None:
-                    if self.fork.closed:
+                    if self.line.closed:
                         break
                     self._timers()
                     continue
                 if isinstance(data, str):
-                    continue  # text frames (transcription echoes etc.) carry nothing we need
+                    self._text_frame(data)
+                    continue
                 self._frame(data)
                 if self.frames % 25 == 0:
                     self._timers()
@@ -226,12 +231,11 @@ class VoiceCall:
             self.ended.set()
             if self.cancel_gen is not None:
                 self.cancel_gen.set()
+            if self.feeder is not None:
+                self.feeder.cancel()
             self._event("voice_stats", "", {"frames": self.frames, "max_backlog_frames": self.max_backlog_frames,
                                             "turns": len([1 for _ in self.history if _.role == "user"])})
-            try:
-                self.worker.listeners.remove(self._on_fs_event)
-            except ValueError:
-                pass
+            self.line.detach(self._on_fs_event)
             for done in self._playback_done.values():
                 done.set()
 
@@ -253,11 +257,33 @@ class VoiceCall:
             self._barge_speech_ms = self._barge_speech_ms + self.s.turn.frame_ms if speech else 0
             if self._barge_speech_ms >= self.s.barge_in_min_ms:
                 self.barge_in()
+        if self.feeder is not None and self.endpointer.in_turn:
+            self.feeder.feed(frame)  # this frame belongs to the running turn
         for ev in self.endpointer.push(frame, speech, t_ms):
             if isinstance(ev, TurnEnded):
                 self._start_turn(ev)
             elif isinstance(ev, SpeechStarted):
                 self.reprompts = 0
+                self._open_feeder()
+            elif isinstance(ev, NoiseDiscarded) and self.feeder is not None:
+                self.feeder.cancel()
+                self.feeder = None
+
+    def _open_feeder(self) -> None:
+        """Streaming engines recognize during the turn; partials steer the endpointer."""
+        if not getattr(self.m.stt, "streaming", False):
+            return
+        if self.feeder is not None:
+            self.feeder.cancel()
+        from esl_app.stt_feed import StreamFeeder
+        self.feeder = StreamFeeder(self.m.pool, self.m.stt, self.stt_hints(), self.endpointer.set_partial, self.rate)
+        self.feeder.feed(self.endpointer.turn_audio)
+
+    def stt_hints(self) -> list[str]:
+        """Words the recognizer should expect now (the dialog state's choices, the agent's vocabulary)."""
+        hints = getattr(self.responder, "phrase_hints", None)
+        dynamic = hints() if callable(hints) else []
+        return list(dict.fromkeys([*self.s.stt_hints, *dynamic]))
 
     def _timers(self) -> None:
         now = time.monotonic()
@@ -317,14 +343,19 @@ class VoiceCall:
         timer = TurnTimer(end_of_speech_mono=time.monotonic() - lag_s)
         timer.mark("end_of_speech")
         timer.mark("endpoint_decided")
-        self.turn_task = gevent.spawn(self._turn, ev, timer)
+        feeder, self.feeder = self.feeder, None
+        self.turn_task = gevent.spawn(self._turn, ev, timer, feeder)
 
-    def _turn(self, ev: TurnEnded, timer: TurnTimer) -> None:
+    def _turn(self, ev: TurnEnded, timer: TurnTimer, feeder: "StreamFeeder | None" = None) -> None:
         m = self.m
         audio = resample(ev.audio, self.rate, m.stt.sample_rate)
         try:
             started = time.perf_counter()
-            result = m.pool.run(m.stt.transcribe, audio, m.stt.sample_rate, None)
+            if feeder is not None:
+                result = feeder.finish()
+                timer.compute["stt_partials"] = float(feeder.partials)
+            else:
+                result = m.pool.run(m.stt.transcribe, audio, m.stt.sample_rate, self.stt_hints() or None)
             timer.compute["stt"] = (time.perf_counter() - started) * 1000
             timer.compute["stt_audio"] = len(audio) * 1000 / (2 * m.stt.sample_rate)
             timer.compute["endpoint_wait"] = float(ev.decided_ms - ev.t_ms)
@@ -427,7 +458,7 @@ class VoiceCall:
         for utt in utts:
             utt.done.wait(timeout=30)
         self._event("agent_hangup", "Агент завершил звонок", {"reason": reason})
-        self.runtime.fs.api(f"uuid_kill {self.worker.fs_uuid} NORMAL_CLEARING")
+        self.line.hangup("NORMAL_CLEARING")
         self.ended.set()
 
     def _low_confidence(self, text: str, confidence: float) -> None:
@@ -439,18 +470,18 @@ class VoiceCall:
             return
         self._issue("STT_LOW_CONFIDENCE", {"turns": self.low_conf_turns, "last_text": text,
                                            "confidence": round(confidence, 3)})
-        route_id = self.m.operator_route_for(self.call)
+        route_id = self.m.operator_route_for(self.call) if self.line.can_transfer() else None
         if route_id is None:
             self.goodbye(NO_OPERATOR, "low_confidence_no_operator")
             return
         for utt in self.say(ESCALATE_LOW_CONF, None):
             utt.done.wait(timeout=30)
-        self.runtime.transfers.transfer({"call_id": str(self.call.id), "operator_route_id": route_id})
+        self.line.transfer(route_id)
 
     # -- audio out ----------------------------------------------------------------------------
     def play_audio(self, utt: Utterance, audio: Any) -> None:
         utt.duration_ms = audio.duration_ms
-        if self.m.playback_mode == "stream":
+        if self.line.streaming:
             self._play_stream(utt, audio)
         else:
             self._play_file(utt, audio)
@@ -468,7 +499,7 @@ class VoiceCall:
         self._playback_done[path] = done
         self._mark_first_audio(utt)
         try:
-            self.runtime.fs.sendmsg(self.worker.fs_uuid, "playback", path)
+            self.line.play_file(path)
         except Exception as exc:  # noqa: BLE001
             log.warning("playback command failed", extra={"error": str(exc)})
             return
@@ -482,19 +513,32 @@ class VoiceCall:
         for i in range(0, len(pcm), chunk):
             if utt.interrupted or self.ended.is_set():
                 return
-            self.fork.send_audio(pcm[i:i + chunk])
+            self.line.send_audio(pcm[i:i + chunk])
         end = utt.started_at + len(pcm) / (2 * self.rate)
         while not utt.interrupted and not self.ended.is_set() and time.monotonic() < end:
             gevent.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
     def stop_audio(self) -> None:
-        if self.m.playback_mode == "stream":
-            self.runtime.fs.api(f"uuid_audio_fork {self.worker.fs_uuid} stop_play")
-        else:
-            self.runtime.fs.api(f"uuid_break {self.worker.fs_uuid} all")
+        self.line.stop_audio()
+
+    def _text_frame(self, data: str) -> None:
+        """Browser lines send keypad digits and hang-ups as JSON; fork echoes carry nothing we need."""
+        if self.line.kind != "browser":
+            return
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("type") == "dtmf" and str(msg.get("digit", "")) in set("0123456789*#"):
+            self.last_caller_activity = time.monotonic()
+            self._dtmf(str(msg["digit"]))
+        elif msg.get("type") == "hangup":
+            self.ended.set()
 
     def _on_fs_event(self, event: FsEvent) -> None:
-        if event.uuid != self.worker.fs_uuid:
+        if event.uuid != self.line.fs_uuid:
             return
         if event.name == "PLAYBACK_STOP":
             done = self._playback_done.get(event.get("Playback-File-Path", ""))
@@ -566,6 +610,8 @@ class VoiceCall:
                     heard: str | None = None, interrupted: bool = False) -> None:
         if not text:
             return
+        self.line.notify({"type": "transcript", "speaker": speaker, "text": text, "heard": heard,
+                          "interrupted": interrupted, "confidence": confidence, "ts_ms": start_ms})
         try:
             with database.connection_context():
                 Transcript.create(project=self.call.project_id, call=self.call.id, speaker=speaker, text=text,
@@ -639,50 +685,60 @@ class VoiceManager:
         routing = (worker.call.metadata_json or {}).get("routing") or {}
         if routing.get("action") not in (None, "agent"):
             return  # a routing rule sent this call to an operator or a goodbye: no agent
+        from esl_app.lines import PhoneLine
+        self.run_line(PhoneLine(self.runtime, worker, fork, self.playback_mode))
+
+    def run_line(self, line: "PhoneLine | BrowserLine") -> None:
+        """Run the conversation on a phone or browser line, within the process's voice capacity."""
         try:
             self.pool.run(self.engines.load)  # no-op once warmed up; never loads on the loop
         except Exception as exc:  # noqa: BLE001
             log.error("voice engines unavailable for a call", extra={"error": str(exc)})
-            self._unavailable(worker)
+            self._unavailable(line)
             return
-        settings = self.settings_for(worker.call)
+        settings = self.settings_for(line.call)
         if self.active >= self.max_calls or self.pool.saturated:
-            self._overflow(worker, fork)
+            self._overflow(line)
             return
         self.active += 1
         try:
-            VoiceCall(self, worker, fork, settings).run()
+            VoiceCall(self, line, settings).run()
         finally:
             self.active -= 1
 
-    def _unavailable(self, worker: "CallWorker") -> None:
+    def _unavailable(self, line: "PhoneLine | BrowserLine") -> None:
         """Engines failed to load: hand the caller to a person or end the call cleanly, never leave it parked."""
-        recorder = CallRecorder(worker.call, self.runtime.redis)
+        recorder = CallRecorder(line.call, self.runtime.redis)
         with database.connection_context():
             recorder.add_event("voice_unavailable", utcnow(), "Голосовой модуль недоступен", {})
-            CallIssue.create(project=worker.call.project_id, call=worker.call.id, code="INTEGRATION_TIMEOUT",
+            CallIssue.create(project=line.call.project_id, call=line.call.id, code="INTEGRATION_TIMEOUT",
                              source="system", details_json={"reason": "voice engines unavailable"})
-        route_id = self.operator_route_for(worker.call)
+        route_id = self.operator_route_for(line.call) if line.can_transfer() else None
         if route_id is not None:
-            self.runtime.transfers.transfer({"call_id": str(worker.call.id), "operator_route_id": route_id})
+            line.transfer(route_id)
         else:
-            self.runtime.fs.api(f"uuid_kill {worker.fs_uuid} NORMAL_TEMPORARY_FAILURE")
+            line.hangup("NORMAL_TEMPORARY_FAILURE")
 
-    def _overflow(self, worker: "CallWorker", fork: "ForkSocket") -> None:
+    def _overflow(self, line: "PhoneLine | BrowserLine") -> None:
         """Saturated: refuse clearly (or hand to an operator) instead of degrading every call."""
         log.warning("voice capacity reached; refusing the call", extra={"active": self.active})
-        recorder = CallRecorder(worker.call, self.runtime.redis)
+        recorder = CallRecorder(line.call, self.runtime.redis)
         with database.connection_context():
             recorder.add_event("overloaded", utcnow(), "Все линии заняты", {"active": self.active})
-        route_id = self.operator_route_for(worker.call)
+            CallIssue.create(project=line.call.project_id, call=line.call.id, code="VOICE_CAPACITY_REACHED",
+                             source="system", details_json={"active": self.active, "max_calls": self.max_calls})
+        route_id = self.operator_route_for(line.call) if line.can_transfer() else None
         if route_id is not None:
-            self.runtime.transfers.transfer({"call_id": str(worker.call.id), "operator_route_id": route_id})
+            line.transfer(route_id)
             return
-        path = self.tts_dir / f"overload-{uuid.uuid4().hex}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
         audio = self.pool.run(self.tts.synthesize, self.normalize(OVERLOAD))
-        with open(path, "wb") as fh:
-            fh.write(wav_bytes(audio.pcm16, audio.sample_rate))
-        self.runtime.fs.sendmsg(worker.fs_uuid, "playback", str(path))
+        if line.kind == "browser":
+            line.send_audio(resample(audio.pcm16, audio.sample_rate, line.rate))
+        else:
+            path = self.tts_dir / f"overload-{uuid.uuid4().hex}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as fh:
+                fh.write(wav_bytes(audio.pcm16, audio.sample_rate))
+            line.play_file(str(path))
         gevent.sleep(audio.duration_ms / 1000 + 0.3)
-        self.runtime.fs.api(f"uuid_kill {worker.fs_uuid} NORMAL_CLEARING")
+        line.hangup("NORMAL_CLEARING")

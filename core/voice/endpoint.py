@@ -80,6 +80,11 @@ class Endpointer:
     def in_turn(self) -> bool:
         return self._in_turn
 
+    @property
+    def turn_audio(self) -> bytes:
+        """Audio of the current turn so far (preroll included): what a streaming STT starts with."""
+        return bytes(self._buf)
+
     def set_partial(self, text: str) -> None:
         """Latest streaming transcript of the current turn (makes the silence timer smarter)."""
         self.partial = text

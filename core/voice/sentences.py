@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-_ABBREV = re.compile(r"(?:\b(?:т\.е|т\.д|т\.п|т\.к|г|ул|д|кв|руб|коп|мин|ч|см|им|др|пр|тел|стр)\.)$", re.IGNORECASE)
+_ABBREV = re.compile(r"(?:\b(?:т\.е|т\.д|т\.п|т\.к|г|ул|д|кв|руб|коп|тыс|млн|млрд|мин|ч|см|им|др|пр|тел|стр|каб|корп)\.)$", re.IGNORECASE)
 _END = re.compile(r"[.!?…]+[»\"')\]]*$")
 
 
