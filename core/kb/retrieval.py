@@ -33,7 +33,7 @@ from models.kb import KbEntryStatus, KbSourceStatus
 FTS_CANDIDATES = 50          # best full-text matches considered for the final ranking
 MAX_EMBEDDED_SCAN = 20000    # chunks compared by cosine per query (whole project up to this)
 MIN_COSINE = 0.33            # below this a chunk without shared words is noise
-HYBRID_WEIGHT = 0.6          # share of the embedding score in the final score when both exist
+HYBRID_WEIGHT = 0.8          # share of the embedding score in the final score (bench/kb_eval.py tunes it)
 LOOSE_WEIGHT = 0.5           # weight of truncated/prefix stem matches against exact ones
 _MIN_STEM = 3                # shortest truncated stem used as a loose variant
 _MIN_PREFIX = 4              # shortest stem matched as a prefix
