@@ -64,7 +64,8 @@ class Appointment(ProjectScoped):
     trace_id = pw.CharField(max_length=64, null=True)
     cancelled_at = TimestampField(null=True)
     cancel_reason = pw.TextField(null=True)
-    history_json = JsonField(default=list, index=False)  # reschedules: [{"from": iso, "to": iso, "at": iso, "trace_id"}]
+    # reschedules: [{"from": iso, "to": iso, "resource_id", "at": iso, "trace_id"}]
+    history_json = JsonField(default=list, index=False)
     external_ids_json = JsonField()
 
     class Meta:

@@ -26,7 +26,8 @@ def next_monday(tz: str) -> dt.date:
 
 
 def resource(project, name: str = "Терапевт Иванова", hours=None, slot: int = 30, **kw) -> CalendarResource:
-    return CalendarResource.create(project=project.id, name=name, working_hours_json=WEEKDAYS if hours is None else hours,
+    return CalendarResource.create(project=project.id, name=name,
+                                   working_hours_json=WEEKDAYS if hours is None else hours,
                                    slot_minutes=slot, **kw)
 
 
