@@ -294,3 +294,40 @@ def test_streaming_stt_feeds_partials_during_the_turn(rig_factory, app_for, fest
         assert payload["compute_ms"]["stt_partials"] >= 1, payload
     finally:
         client.close()
+
+
+def test_capacity_overflow_refuses_clearly(rig_factory, app_for, festival_speech):
+    """Past VOICEAI_MAX_VOICE_CALLS a new conversation hears "all lines are busy" and ends,
+    with a call issue, instead of degrading the conversations already running."""
+    from models.calls import CallIssue
+    models_dir = os.environ.get("VOICEAI_MODELS_DIR", str(Path("var/models").resolve()))
+    rig = rig_factory(voice=True, stt_engine="whisper", llm_engine="scripted", tts_engine="festival",
+                      models_dir=models_dir, max_voice_calls=1)
+    t = make_telephony_tenant("talkcap", recording=False)
+    t["version"].config_json = AGENT_CONFIG
+    t["version"].save()
+    clients = app_for(rig.settings)
+    wait_until(lambda: _port_open(rig.settings.audio_ws_port), timeout=60, message="audio server up")
+    url = f"ws://127.0.0.1:{rig.settings.audio_ws_port}/browser"
+    first, second = BrowserClient(url), BrowserClient(url)
+    try:
+        first.hello(_talk_token(clients, t)["token"])
+        wait_until(lambda: first.notice("ready"), timeout=30, message="first ready")
+        first.start_microphone()
+        wait_until(lambda: first.notice("transcript", speaker="agent"), timeout=60, message="first greeting")
+
+        second.hello(_talk_token(clients, t)["token"])
+        ready = wait_until(lambda: second.notice("ready"), timeout=30, message="second ready")
+        second.start_microphone()
+        wait_until(lambda: second.notice("hangup"), timeout=60, message="overflow hang-up")
+        assert second.audio_bytes > RATE, "the caller heard why"
+        issue = CallIssue.get(CallIssue.call == ready["call_id"])
+        assert issue.code == "VOICE_CAPACITY_REACHED" and issue.details_json["max_calls"] == 1
+        assert CallEvent.select().where((CallEvent.call == ready["call_id"]) & (CallEvent.type == "overloaded")).exists()
+        # The running conversation is untouched and still answers.
+        assert not first.notice("hangup")
+        first.say(festival_speech["caller1"])
+        wait_until(lambda: first.notice("transcript", speaker="caller"), timeout=90, message="first still served")
+    finally:
+        first.close()
+        second.close()
