@@ -69,6 +69,8 @@ def test_filters_and_search(inbox):
     assert set(_ids(owner.get("/api/calls?outcome=busy"))) == {str(c.id) for c in calls if c.outcome == "busy"}
     assert _ids(owner.get("/api/calls?has_errors=true")) == [str(calls[5].id)]
     assert set(_ids(owner.get(f"/api/calls?agent_id={inbox['agent'].id}"))) == {str(c.id) for c in calls[::2]}
+    names = {c["id"]: c["agent_name"] for c in owner.get("/api/calls?limit=200").get_json()["items"]}
+    assert names[str(calls[0].id)] == "Администратор клиники" and names[str(calls[1].id)] is None
     assert _ids(owner.get("/api/calls?number=+7 916 000-00-04")) == [str(calls[4].id)]
     assert len(_ids(owner.get("/api/calls?number=84951234567&limit=200"))) == 13  # our number, 8 -> 7
     window = owner.get("/api/calls?from=2026-02-10T09:03:00Z&to=2026-02-10T09:06:00Z")

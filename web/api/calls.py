@@ -253,7 +253,8 @@ def keyset_page(query: pw.ModelSelect, serialize) -> dict[str, Any]:
     if cursor:
         ts, row_id = _decode(cursor)
         query = query.where(pw.Tuple(Call.started_at, Call.id) < pw.Tuple(ts, row_id))
-    rows = list(query.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit + 1))
+    # objects(): the joined agent name lands on the Call row instead of replacing call.agent
+    rows = list(query.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit + 1).objects())
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = _encode(rows[-1].started_at, rows[-1].id) if more and rows else None

@@ -119,7 +119,10 @@
     const p = ev.payload || {};
     if (ev.type === "call.started" || ev.type === "call.state_changed") {
       if (p.ended) return;
-      upsert(Object.assign({id}, p, ev.type === "call.started" && !calls.has(id) ? {started_at: ev.ts} : {}));
+      const known = calls.has(id);
+      upsert(Object.assign({id}, p, ev.type === "call.started" && !known ? {started_at: ev.ts} : {}));
+      // the list row carries what events do not: the agent's name, the exact start
+      if (!known || (p.agent_id && !calls.get(id).data.agent_name)) sync();
     } else if (ev.type === "call.ended") {
       remove(id);
     } else if (ev.type.startsWith("message.")) {
