@@ -14,6 +14,9 @@ PUBLIC_ENDPOINTS = {"api_auth.login", "api_auth.refresh", "api_system.healthz", 
                     "root_index", "static"}
 # The cabinet's login form and session renewal (they read the session cookies, not a bearer token).
 PUBLIC_ENDPOINTS |= {"cabinet.login", "cabinet.session_refresh"}
+# The realtime stream: WebSocket/EventSource cannot send Authorization; they check the short-lived
+# token from GET /api/realtime/token themselves (web/api/realtime.py).
+PUBLIC_ENDPOINTS |= {"api_realtime.realtime_stream", "api_realtime.realtime_sse"}
 
 
 def test_every_route_declares_a_permission(app):
