@@ -49,6 +49,9 @@ class Cabinet:
         self.base = base
         self.shots = shots
         self.console_errors: list[str] = []
+        self.failed_requests: list[str] = []  # "STATUS METHOD URL" of every response >= 400
+        self.page.on("response", lambda r: self.failed_requests.append(f"{r.status} {r.request.method} {r.url}")
+                     if r.status >= 400 else None)
         self.page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.console_errors.append(str(e)))
 

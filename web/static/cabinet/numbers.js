@@ -49,7 +49,7 @@
       for (const c of page.items) conns.set(c.id, c);
       document.getElementById("connections-empty").hidden = page.items.length > 0;
       const numbers = await api("GET", "/phone-numbers?limit=200");
-      document.querySelector("#numbers tbody").replaceChildren(...numbers.items.map((n) => el("tr", {},
+      document.querySelector("#numbers tbody").replaceChildren(...numbers.items.map((n) => el("tr", {dataset: {numberId: n.id}},
         el("td", {class: "num"}, n.e164_number), el("td", {}, n.label || ""),
         el("td", {}, (conns.get(n.sip_connection_id) || {}).name || "—"),
         el("td", {}, n.recording_enabled ? "Включена" : "Нет"), el("td", {}, STATUS[n.status] || n.status))));
