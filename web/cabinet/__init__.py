@@ -13,7 +13,7 @@ from flask import Flask
 
 def register_cabinet(app: Flask) -> None:
     """Register the cabinet blueprint, its session hook (before the pipeline) and static files."""
-    from web.cabinet import session, views
+    from web.cabinet import session, talk, views  # noqa: F401 - importing registers the pages
     app.before_request(session.inject_credentials)
     app.register_blueprint(views.bp, url_prefix="/cabinet")
     session.expose_static(app)

@@ -20,6 +20,7 @@ NAV: list[NavItem] = [
     NavItem("cabinet.inbox", "Звонки", "calls.read"),
     NavItem("cabinet.agents", "Агенты", "agents.read"),
     NavItem("cabinet.numbers", "Номера", "numbers.read"),
+    NavItem("cabinet.talk", "Поговорить с агентом", "agents.edit"),
 ]
 
 

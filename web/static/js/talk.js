@@ -9,7 +9,7 @@
 
   class TalkSession {
     constructor(opts) {
-      this.opts = opts;               // {apiBase, agentId, version, accessToken, projectId, onNotice}
+      this.opts = opts;               // {agentId, version, workletUrl, onNotice}
       this.ws = null;
       this.ctx = null;
       this.sources = [];
@@ -19,14 +19,8 @@
 
     async start() {
       const o = this.opts;
-      const resp = await fetch(`${o.apiBase}/agents/${o.agentId}/talk`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', 'Authorization': `Bearer ${o.accessToken}`,
-                   'X-Project-Id': o.projectId },
-        body: JSON.stringify(o.version ? { version: Number(o.version) } : {}),
-      });
-      const body = await resp.json();
-      if (!resp.ok) { throw body.error || { human_title: 'Не удалось начать разговор' }; }
+      // VAI.api renews an expired access token through the cabinet session and shows catalog errors.
+      const body = await VAI.api('POST', `/agents/${o.agentId}/talk`, o.version ? { version: Number(o.version) } : {});
       this.ctx = new AudioContext();
       await this.ctx.audioWorklet.addModule(o.workletUrl);
       const stream = await navigator.mediaDevices.getUserMedia({
@@ -114,7 +108,12 @@
     }
 
     function onNotice(msg) {
-      if (msg.type === 'ready') { status.textContent = 'Идёт разговор'; root.dataset.callId = msg.call_id; root.dataset.state = 'talking'; }
+      if (msg.type === 'ready') {
+        status.textContent = 'Идёт разговор — говорите';
+        root.dataset.callId = msg.call_id; root.dataset.state = 'talking';
+        const link = el('talk-call-link');
+        link.href = `/cabinet/calls/${msg.call_id}`; link.hidden = false;
+      }
       else if (msg.type === 'transcript') {
         const conf = msg.confidence != null && msg.speaker === 'caller' ? ` (уверенность ${Math.round(msg.confidence * 100)}%)` : '';
         line(msg.speaker, msg.interrupted && msg.heard != null ? `${msg.heard} [перебили]` : msg.text, conf);
@@ -132,24 +131,34 @@
       el('talk-start').disabled = true;
       status.textContent = 'Подключаемся…';
       log.textContent = '';
-      session = new TalkSession({
-        apiBase: root.dataset.apiBase, agentId: el('talk-agent').value, version: el('talk-version').value,
-        accessToken: root.dataset.accessToken || (window.VoiceAI && window.VoiceAI.accessToken && window.VoiceAI.accessToken()),
-        projectId: root.dataset.projectId || (window.VoiceAI && window.VoiceAI.projectId && window.VoiceAI.projectId()),
-        workletUrl: root.dataset.workletUrl, onNotice,
-      });
+      root.dataset.state = 'connecting';
+      session = new TalkSession({ agentId: el('talk-agent').value, version: el('talk-version').value,
+                                  workletUrl: root.dataset.workletUrl, onNotice });
       window.voiceaiTalk = session;
       try {
         await session.start();
         el('talk-stop').disabled = false;
       } catch (err) {
-        status.textContent = (err && err.human_title) ? `${err.human_title}. ${(err.human_how_to_fix || []).join(' ')}`
-          : `Нет доступа к микрофону или серверу: ${err && err.message ? err.message : err}`;
+        const e = err && err.data && err.data.error;
+        status.textContent = e ? `${e.human_title}. ${(e.human_how_to_fix || []).join(' ')}`
+          : `Нет доступа к микрофону или голосовому серверу: ${err && err.message ? err.message : err}`;
         root.dataset.state = 'error';
+        session.cleanup();
         el('talk-start').disabled = false;
       }
     });
     el('talk-stop').addEventListener('click', () => { if (session) session.hangup(); });
+    VAI.api('GET', '/agents').then((page) => {
+      const select = el('talk-agent');
+      for (const a of page.items) {
+        const opt = document.createElement('option');
+        opt.value = a.id;
+        opt.textContent = a.published_version ? `${a.name} (v${a.published_version})` : `${a.name} (черновик)`;
+        if (a.id === root.dataset.agentId) opt.selected = true;
+        select.appendChild(opt);
+      }
+      if (!page.items.length) { status.textContent = 'В проекте пока нет агентов: создайте агента в разделе «Агенты».'; el('talk-start').disabled = true; }
+    }).catch((err) => { status.textContent = err.message; });
     document.querySelectorAll('[data-dtmf]').forEach((b) => b.addEventListener('click', () => {
       if (session) session.dtmf(b.dataset.dtmf);
     }));
