@@ -76,3 +76,31 @@ def test_beep_alone_within_any_state():
     assert det.beep and det.decision == MACHINE
     low = analyse(frames(np.concatenate([silence(200), tone(300, 150)])), RATE)  # mains hum, not a beep
     assert not low.beep
+
+
+class _Call:
+    def __init__(self, amd: dict, direction: str = "outbound", campaign_id: str | None = "c1") -> None:
+        self.metadata_json, self.direction, self.campaign_id = {"amd": amd}, direction, campaign_id
+
+
+def test_session_policies():
+    from core.voice.amd import AmdSession
+    assert AmdSession.for_call(_Call({"enabled": False})) is None
+    assert AmdSession.for_call(_Call({"enabled": True}, direction="inbound")) is None
+    assert AmdSession.for_call(_Call({"enabled": True}, campaign_id=None)) is None
+    greeting = speech("Здравствуйте! Вы позвонили в компанию Ромашка. Оставьте сообщение после сигнала, и мы "
+                      "обязательно перезвоним вам в ближайшее время.")
+    audio = frames(np.concatenate([silence(300), greeting, silence(200), tone(400), silence(600)]))
+
+    def run(policy: str, message: str | None = None) -> list:
+        s = AmdSession.for_call(_Call({"enabled": True, "policy": policy, "message_file": message}))
+        return [a for a in (s.feed(sp, pcm, RATE) for sp, pcm in audio) if a is not None]
+    (hang,) = run("hangup")
+    assert hang.kind == "hangup" and hang.metadata["result"] == MACHINE
+    record, play = run("leave_message", "/tmp/msg.wav")
+    assert record.kind == "record" and play.kind == "play_then_hangup" and play.metadata["beep"]
+    assert play.metadata["message_left"] and play.file == "/tmp/msg.wav"
+    human = AmdSession.for_call(_Call({"enabled": True, "policy": "hangup"}))
+    acts = [a for a in (human.feed(sp, pcm, RATE) for sp, pcm in frames(np.concatenate([speech("Алло?"), silence(1500)])))
+            if a is not None]
+    assert [a.kind for a in acts] == ["record"] and acts[0].metadata["result"] == HUMAN

@@ -116,3 +116,53 @@ def analyse(frames: list[tuple[bool, bytes]], sample_rate: int = 8000, config: A
         if det.beep:
             break
     return det
+
+
+@dataclass(frozen=True)
+class AmdAction:
+    kind: str                 # record | hangup | play_then_hangup
+    metadata: dict            # merged into calls.metadata_json["amd"]
+    file: str | None = None   # the message to play (leave_message)
+
+
+class AmdSession:
+    """AMD of one campaign call with its policy; ``feed`` returns what esl_app should do, once."""
+
+    def __init__(self, policy: str = "hangup", message_file: str | None = None,
+                 config: AmdConfig | None = None) -> None:
+        self.policy = policy
+        self.message_file = message_file
+        self.detector = AmdDetector(config or AmdConfig())
+        self.done = False
+        self._recorded = False
+
+    @classmethod
+    def for_call(cls, call: object) -> "AmdSession | None":
+        """Only outbound campaign calls whose campaign enabled AMD (``metadata_json.amd``, set by the dialer)."""
+        meta = (getattr(call, "metadata_json", None) or {}).get("amd") or {}
+        if getattr(call, "direction", "") != "outbound" or not getattr(call, "campaign_id", None) or not meta.get("enabled"):
+            return None
+        return cls(meta.get("policy", "hangup"), meta.get("message_file"))
+
+    def feed(self, is_speech: bool, pcm16: bytes, sample_rate: int) -> AmdAction | None:
+        if self.done:
+            return None
+        verdict = self.detector.feed(is_speech, pcm16, sample_rate)
+        if verdict is None:
+            return None
+        meta = {"enabled": True, "policy": self.policy, "result": verdict, "reason": self.detector.reason,
+                "decided_ms": self.detector.elapsed_ms, "beep": self.detector.beep}
+        if verdict != MACHINE:
+            self.done = True
+            return AmdAction("record", meta)
+        if self.policy == "leave_message" and self.message_file:
+            if not self.detector.beep:  # wait for the beep (or give up after the analysis window)
+                if self.detector.elapsed_ms < self.detector.config.total_ms * 4:
+                    if not self._recorded:
+                        self._recorded = True
+                        return AmdAction("record", meta)
+                    return None
+            self.done = True
+            return AmdAction("play_then_hangup", {**meta, "message_left": True}, self.message_file)
+        self.done = True
+        return AmdAction("hangup", meta)
