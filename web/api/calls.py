@@ -246,15 +246,20 @@ def filtered_calls(project_id: uuid.UUID, f: CallFilters) -> pw.ModelSelect:
     return query
 
 
+def keyset_query(query: pw.ModelSelect, limit: int, after: tuple[dt.datetime, uuid.UUID] | None) -> pw.ModelSelect:
+    """Newest first by ``(started_at, id)``; the cursor comparison is a row value, so it seeks.
+
+    ``objects()``: the joined agent name lands on the Call row instead of replacing ``call.agent``.
+    """
+    if after is not None:
+        query = query.where(pw.Tuple(Call.started_at, Call.id) < pw.Tuple(*after))
+    return query.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit + 1).objects()
+
+
 def keyset_page(query: pw.ModelSelect, serialize) -> dict[str, Any]:
-    """Newest first by ``(started_at, id)``; the cursor comparison is a row value, so it seeks."""
     limit = page_limit()
     cursor = request.args.get("cursor")
-    if cursor:
-        ts, row_id = _decode(cursor)
-        query = query.where(pw.Tuple(Call.started_at, Call.id) < pw.Tuple(ts, row_id))
-    # objects(): the joined agent name lands on the Call row instead of replacing call.agent
-    rows = list(query.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit + 1).objects())
+    rows = list(keyset_query(query, limit, _decode(cursor) if cursor else None))
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = _encode(rows[-1].started_at, rows[-1].id) if more and rows else None
