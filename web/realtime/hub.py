@@ -224,13 +224,17 @@ class ProjectFeed:
                 gevent.sleep(hub.batch_interval_s)  # let a burst accumulate: one chunk per tick
 
     def _check_continuity(self) -> None:
-        """After an outage or an idle slice: if the stream went back in time, tell everyone."""
+        """After an outage or an idle slice: if the stream went back in time, tell everyone.
+
+        Everything now in the stream was written after the loss, so the feed rereads it from the
+        start and the reset notice carries "0-0" as the resume point.
+        """
         state = bus.stream_state(self.hub.redis, self.project_id)
         if bus.parse_id(state.last_id) < bus.parse_id(self.position):
             log.warning("realtime stream lost by Redis; subscribers get stream.reset",
                         extra={"project_id": self.project_id, "was": self.position, "now": state.last_id})
-            self.position = state.last_id
-            self.append([reset_frame(self.project_id, state.last_id, "lost")], reset=True)
+            self.position = "0-0"
+            self.append([reset_frame(self.project_id, "0-0", "lost")], reset=True)
 
 
 class Hub:
