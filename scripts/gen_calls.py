@@ -151,6 +151,11 @@ def render(results, calls: int, transcripts: int, gen_s: float, version: str) ->
     lines.append("Times are from one run on the development machine (2 shared cores); the plans are the point: "
                  "every query is an index scan that stops after the page (LIMIT 51), or for transcript search a "
                  "bitmap scan of the GIN index joined to the calls, so none of them reads the whole table.")
+    lines += ["", "Limits: transcript search reads every matching transcript before it sorts the page, so its cost "
+              "grows with the number of matches (compare the two searches below); a word found in most "
+              "conversations is better combined with a period, which the keyset index then narrows. The other "
+              "filters stop after 51 rows whatever the table size; a deep page costs the same as the first one "
+              "because the cursor is compared as a row value `(started_at, id) < (…)` on the keyset index."]
     for title, params, sql, plan, _ms in results:
         lines += ["", f"## {title}", "", f"`GET /api/calls?{params}`" if params else "`GET /api/calls`", "",
                   "```sql", sql, "```", "", "```", plan, "```"]
