@@ -337,3 +337,8 @@ def web_process(db, redis_client, test_settings, tmp_path):
     yield start
     for proc in started:
         proc.close()
+
+
+# Headless Chromium for the cabinet's browser tests (fixtures `chromium`, `cabinet`): registered once
+# here, so every test module shares the one session-scoped browser.
+from tests.support.browser import cabinet, chromium  # noqa: E402,F401

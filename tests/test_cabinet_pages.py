@@ -11,7 +11,6 @@ from core.seed import create_project
 from models.billing import BudgetLimit, UsageRecord
 from models.calls import Call, Transcript
 from models.saas import AuditLog, Org
-from tests.support.browser import cabinet, chromium  # noqa: F401  (fixtures)
 
 
 def _seed_call(project_id) -> Call:

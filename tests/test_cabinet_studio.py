@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from models.agents import Agent, AgentVersion
-from tests.support.browser import cabinet, chromium  # noqa: F401  (fixtures)
 
 SET_GREETING = """([greeting, extra]) => {
   const ed = document.getElementById('config-editor');

@@ -5,9 +5,9 @@ browser is downloaded. The web server under test is the real ``voiceai-web`` pro
 (``web_process`` fixture of tests/conftest.py). Screenshots go to ``VOICEAI_TEST_ARTIFACTS``
 (default ``tests/artifacts/``), one folder per test.
 
-Use in a test module::
+The fixtures are registered in tests/conftest.py; a test simply asks for them::
 
-    from tests.support.browser import chromium, cabinet  # noqa: F401  (fixtures)
+    def test_page(web_process, cabinet): tab = cabinet(web_process()); tab.login(email, password)
 """
 from __future__ import annotations
 
@@ -26,9 +26,13 @@ def artifacts_dir() -> Path:
     return Path(os.environ.get("VOICEAI_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture()
 def chromium() -> Iterator[Any]:
-    """One headless Chromium per test session (each test gets its own context: cookies, storage)."""
+    """A headless Chromium for one test (contexts inside it keep sessions apart).
+
+    Per test, not per session: Playwright's sync API keeps an event loop current while it runs, so a
+    browser left open would break any other test that starts Playwright itself.
+    """
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver (scripts/lib.sh does)")
     from playwright.sync_api import sync_playwright
