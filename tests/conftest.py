@@ -340,5 +340,5 @@ def web_process(db, redis_client, test_settings, tmp_path):
 
 
 # Headless Chromium for the cabinet's browser tests (fixtures `chromium`, `cabinet`): registered once
-# here, so every test module shares the one session-scoped browser.
+# here, so no test module defines its own copy (see tests/support/browser.py).
 from tests.support.browser import cabinet, chromium  # noqa: E402,F401
