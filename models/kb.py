@@ -1,10 +1,10 @@
 """Knowledge-base entities (spec 1.2): sources (FAQ sets and uploaded documents), question/answer
 entries (typed in, imported, or suggested from calls via ``POST /calls/{id}/add-to-kb``) and the
-chunks with embeddings that retrieval searches.
+chunks that retrieval searches, with their embedded views (``kb_vectors``).
 
 The indexing job (``core.kb``) fills ``kb_chunks`` from a source's file or from an entry; a chunk
 belongs to a source, to an entry, or to both (an FAQ entry of an FAQ source). Embeddings are raw
-little-endian float32 vectors in ``embedding`` (``embedding_dim`` values).
+little-endian float32 vectors in ``kb_vectors.embedding`` (``dim`` values).
 """
 from __future__ import annotations
 
@@ -84,9 +84,7 @@ class KbChunk(ProjectScoped):
                                index=True)
     ordinal = pw.IntegerField(default=0)  # position within the source / entry
     text = pw.TextField()
-    embedding = pw.BlobField(null=True)  # float32 vector, NULL until embedded
-    embedding_model = pw.CharField(max_length=100, null=True)
-    embedding_dim = pw.IntegerField(null=True)
+    lemmas = pw.TextField(null=True)  # dictionary forms of the text's words (core.kb.lemmas), NULL before 0007
     token_count = pw.IntegerField(null=True)
     meta_json = JsonField()  # page, heading, char offsets
 
@@ -98,6 +96,24 @@ class KbChunk(ProjectScoped):
 # Russian full-text search over chunk text (core.kb.retrieval queries this exact expression).
 KbChunk.add_index(pw.SQL('CREATE INDEX "kb_chunks_text_fts" ON "kb_chunks" '
                          'USING GIN (to_tsvector(\'russian\', "text"))'))
+# Word match on dictionary forms ('simple' configuration: the lemmas are searched as they are).
+KbChunk.add_index(pw.SQL('CREATE INDEX "kb_chunks_lemmas_fts" ON "kb_chunks" '
+                         'USING GIN (to_tsvector(\'simple\', "lemmas"))'))
 
 
-__all__ = ["KbSourceKind", "KbSourceStatus", "KbEntryStatus", "KbSource", "KbEntry", "KbChunk"]
+class KbVector(ProjectScoped):
+    """One embedded view of a chunk (core.kb.representations): an FAQ entry has several (question,
+    question+answer, answer, answer sentences), a document chunk one; per embedding model."""
+
+    chunk = pw.ForeignKeyField(KbChunk, on_delete="CASCADE", backref="vectors", index=True)
+    kind = pw.CharField(max_length=16)  # question | qa | answer | sentence | text
+    model = pw.CharField(max_length=100)
+    dim = pw.IntegerField()
+    embedding = pw.BlobField()  # little-endian float32, ``dim`` values, L2-normalised
+
+    class Meta:
+        table_name = "kb_vectors"
+        indexes = ((("project", "model"), False),)
+
+
+__all__ = ["KbSourceKind", "KbSourceStatus", "KbEntryStatus", "KbSource", "KbEntry", "KbChunk", "KbVector"]

@@ -5,7 +5,8 @@ import pytest
 
 from core.kb.chunking import Block, chunk_blocks, markdown_blocks
 from core.kb.citations import document_citation, faq_citation
-from core.kb.errors import KB_FILE_BROKEN, KB_FILE_EMPTY, KB_FILE_UNSUPPORTED, KbIndexError
+from core.errors import CATALOG, AppError
+from core.kb.indexing import failure_text
 from core.kb.extract import detect_format, extract
 from core.kb.retrieval import build_query_terms
 from tests.support.kb_docs import HTML, MARKDOWN, make_docx, make_pdf
@@ -60,18 +61,20 @@ def test_signature_beats_the_name():
 
 
 @pytest.mark.parametrize("data,name,code", [
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old.doc", KB_FILE_UNSUPPORTED),
-    (b"%PDF-1.4\n1 0 obj garbage", "broken.pdf", KB_FILE_BROKEN),
-    (b"not a pdf at all", "fake.pdf", KB_FILE_BROKEN),
-    (b"PK\x03\x04garbage", "broken.docx", KB_FILE_BROKEN),
-    (b"   \n\n  ", "blank.txt", KB_FILE_EMPTY),
-    (b"ab\x00\x00cd", "binary.txt", KB_FILE_BROKEN),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old.doc", "KB_FILE_UNSUPPORTED"),
+    (b"%PDF-1.4\n1 0 obj garbage", "broken.pdf", "KB_FILE_BROKEN"),
+    (b"not a pdf at all", "fake.pdf", "KB_FILE_BROKEN"),
+    (b"PK\x03\x04garbage", "broken.docx", "KB_FILE_BROKEN"),
+    (b"   \n\n  ", "blank.txt", "KB_FILE_EMPTY"),
+    (b"ab\x00\x00cd", "binary.txt", "KB_FILE_BROKEN"),
 ])
 def test_unreadable_files_have_codes_and_russian_messages(data, name, code):
-    with pytest.raises(KbIndexError) as info:
+    with pytest.raises(AppError) as info:
         extract(data, name, None)
     assert info.value.code == code
-    assert info.value.message[0].isupper() and any("а" <= ch <= "я" for ch in info.value.message)
+    text = failure_text(info.value)  # what kb_sources.error shows: catalog title, detail, what to do
+    assert text.startswith(CATALOG[code].human_title) and info.value.details["detail"] in text
+    assert text.endswith(" ".join(CATALOG[code].human_how_to_fix))
 
 
 def test_chunks_follow_sections_and_overlap():

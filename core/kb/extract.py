@@ -1,6 +1,6 @@
 """Text out of uploaded documents: txt, md, html, pdf, docx -> paragraphs with page and heading.
 
-Every failure is a ``KbIndexError`` with a catalog code (unsupported format, broken file, no text)
+Every failure is an ``AppError`` with a ``KB_FILE_*`` code of ``core.errors`` (unsupported format, broken file, no text)
 so the cabinet can tell the user what to do. PDF needs ``pypdf``, DOCX ``python-docx``; HTML uses
 the standard library parser.
 """
@@ -12,7 +12,7 @@ import zipfile
 from html.parser import HTMLParser
 
 from core.kb.chunking import Block, markdown_blocks, plain_blocks
-from core.kb.errors import KB_FILE_BROKEN, KB_FILE_EMPTY, KB_FILE_UNSUPPORTED, KbIndexError
+from core.errors import AppError
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 FORMATS = ("txt", "md", "html", "pdf", "docx")
@@ -45,7 +45,7 @@ def detect_format(filename: str | None, content_type: str | None, head: bytes = 
 def decode_text(data: bytes) -> str:
     """UTF-8 (with or without BOM), else Windows-1251, the usual encoding of Russian text files."""
     if b"\x00" in data[:4096]:
-        raise KbIndexError(KB_FILE_BROKEN, "похоже на двоичный файл, а не на текст")
+        raise AppError("KB_FILE_BROKEN", {"detail": "похоже на двоичный файл, а не на текст"})
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -53,19 +53,19 @@ def decode_text(data: bytes) -> str:
 
 
 def extract(data: bytes, filename: str | None, content_type: str | None = None) -> list[Block]:
-    """Paragraphs of a document; raises KbIndexError when it cannot be read or holds no text."""
+    """Paragraphs of a document; raises AppError (``KB_FILE_*``) when it cannot be read or holds no text."""
     fmt = detect_format(filename, content_type, data[:8])
     if fmt is None:
         ext = os.path.splitext(filename or "")[1].lower()
         if ext in (".pdf", ".docx"):
-            raise KbIndexError(KB_FILE_BROKEN, f"файл {ext} не похож на документ этого формата")
-        raise KbIndexError(KB_FILE_UNSUPPORTED, f"файл «{filename or 'без имени'}»")
+            raise AppError("KB_FILE_BROKEN", {"detail": f"файл {ext} не похож на документ этого формата"})
+        raise AppError("KB_FILE_UNSUPPORTED", {"detail": f"файл «{filename or 'без имени'}»"})
     blocks = {"txt": lambda d: plain_blocks(decode_text(d)),
               "md": lambda d: markdown_blocks(decode_text(d)),
               "html": lambda d: html_blocks(decode_text(d)),
               "pdf": pdf_blocks, "docx": docx_blocks}[fmt](data)
     if not any(b.text.strip() for b in blocks):
-        raise KbIndexError(KB_FILE_EMPTY, "не найдено ни одного абзаца")
+        raise AppError("KB_FILE_EMPTY", {"detail": "не найдено ни одного абзаца"})
     return blocks
 
 
@@ -134,16 +134,16 @@ def pdf_blocks(data: bytes) -> list[Block]:
         from pypdf import PdfReader
         from pypdf.errors import PyPdfError
     except ImportError as exc:  # pragma: no cover - pypdf is an install requirement
-        raise KbIndexError(KB_FILE_UNSUPPORTED, "чтение PDF не установлено (пакет pypdf)") from exc
+        raise AppError("KB_FILE_UNSUPPORTED", {"detail": "чтение PDF не установлено (пакет pypdf)"}) from exc
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise KbIndexError(KB_FILE_BROKEN, "PDF защищён паролем")
+            raise AppError("KB_FILE_BROKEN", {"detail": "PDF защищён паролем"})
         pages = [page.extract_text() or "" for page in reader.pages]
-    except KbIndexError:
+    except AppError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
-        raise KbIndexError(KB_FILE_BROKEN, "PDF не читается") from exc
+        raise AppError("KB_FILE_BROKEN", {"detail": "PDF не читается"}) from exc
     blocks: list[Block] = []
     for number, text in enumerate(pages, start=1):
         blocks.extend(Block(text=b.text, page=number) for b in plain_blocks(text))
@@ -163,7 +163,7 @@ def docx_blocks(data: bytes) -> list[Block]:
         from docx.table import Table
         from docx.text.paragraph import Paragraph
     except ImportError as exc:  # pragma: no cover - python-docx is an install requirement
-        raise KbIndexError(KB_FILE_UNSUPPORTED, "чтение DOCX не установлено (пакет python-docx)") from exc
+        raise AppError("KB_FILE_UNSUPPORTED", {"detail": "чтение DOCX не установлено (пакет python-docx)"}) from exc
     try:
         document = docx.Document(io.BytesIO(data))
         blocks: list[Block] = []
@@ -191,8 +191,8 @@ def docx_blocks(data: bytes) -> list[Block]:
                         blocks.append(Block(text=" | ".join(cells), heading=heading))
         return blocks
     except (zipfile.BadZipFile, KeyError, ValueError, AttributeError) as exc:
-        raise KbIndexError(KB_FILE_BROKEN, "DOCX не читается") from exc
+        raise AppError("KB_FILE_BROKEN", {"detail": "DOCX не читается"}) from exc
     except Exception as exc:  # noqa: BLE001 - python-docx raises its own PackageNotFoundError, lxml errors
         if type(exc).__module__.startswith(("docx", "lxml")):
-            raise KbIndexError(KB_FILE_BROKEN, "DOCX не читается") from exc
+            raise AppError("KB_FILE_BROKEN", {"detail": "DOCX не читается"}) from exc
         raise

@@ -1,4 +1,4 @@
-"""Knowledge-base retrieval for the dialog runtime: Russian full-text search plus embeddings.
+"""Knowledge-base retrieval for the dialog runtime: Russian word match plus embeddings.
 
 ``retrieve(project_id, query)`` returns the best chunks of one project with citations. Only chunks
 of READY document sources and of ACTIVE FAQ entries are searched (a draft built from a call is not
@@ -10,11 +10,15 @@ repeats the document's words exactly, so any shared word makes a candidate and c
 scored by coverage: the share of the question's words the chunk contains (``ts_rank`` breaks
 ties). Each stem also has loose variants that count half: the stem cut by up to three letters and
 the stem as a prefix. Snowball stems "записаться" to "записа" but "запись" to "зап"; the loose
-variants let one find the other.
+variants let one find the other. Dictionary forms (``kb_chunks.lemmas``, pymorphy3) are matched
+too, and a chunk's coverage is the better of the two.
 
-Embeddings (when ``core.kb.embeddings`` has a model) add a cosine score over the chunks embedded
-by the same model; the final score mixes the two (``HYBRID_WEIGHT``), and a chunk that shares no
-word with the query is returned only when its cosine reaches ``MIN_COSINE``.
+Embeddings (when ``core.kb.embeddings`` has models) compare the question with every embedded view
+of every chunk (``core.kb.representations``: an FAQ entry as question, question+answer, answer
+and answer sentences); per model and view group the best view counts, and ``core.kb.fusion``
+standardises and averages the signals, the word match joining with a small weight. A chunk that
+shares no word with the question is returned only when some model's cosine reaches that model's
+``min_cosine``: unrelated questions get no snippets rather than the least bad one.
 """
 from __future__ import annotations
 
@@ -25,15 +29,16 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from core.kb.citations import document_citation, faq_citation
-from core.kb.embeddings import Embedder, from_blob, get_embedder
+from core.kb.embeddings import Embedder, TextEncoder, from_blob, get_embedder
+from core.kb.fusion import fuse
+from core.kb.lemmas import lemmas, strip_fillers
+from core.kb.representations import GROUP_OF_KIND
 from core.kb.types import Snippet
 from models.base import database
 from models.kb import KbEntryStatus, KbSourceStatus
 
 FTS_CANDIDATES = 50          # best full-text matches considered for the final ranking
-MAX_EMBEDDED_SCAN = 20000    # chunks compared by cosine per query (whole project up to this)
-MIN_COSINE = 0.33            # below this a chunk without shared words is noise
-HYBRID_WEIGHT = 0.8          # share of the embedding score in the final score (bench/kb_eval.py tunes it)
+MAX_VECTOR_SCAN = 60000      # vectors per model compared by cosine per query (whole project up to this)
 LOOSE_WEIGHT = 0.5           # weight of truncated/prefix stem matches against exact ones
 _MIN_STEM = 3                # shortest truncated stem used as a loose variant
 _MIN_PREFIX = 4              # shortest stem matched as a prefix
@@ -71,8 +76,12 @@ def query_terms(query: str) -> list[StemQuery]:
     return build_query_terms(r[0] for r in rows)
 
 
-_BASE_SQL = """
-SELECT c.id, c.text, c.source_id, c.entry_id, c.meta_json, s.name, e.question, {extra}
+def lemma_terms(query: str) -> list[str]:
+    """The question's dictionary forms as tsquery texts (unique, stop words dropped)."""
+    return [_quote(lx) for lx in sorted(set(lemmas(query)))]
+
+
+_FILTER_SQL = """
 FROM kb_chunks c
 LEFT JOIN kb_sources s ON s.id = c.source_id
 LEFT JOIN kb_entries e ON e.id = c.entry_id
@@ -80,7 +89,6 @@ WHERE c.project_id = %(project)s
   AND (c.source_id IS NULL OR s.status = %(ready)s)
   AND (c.entry_id IS NULL OR e.status = %(active)s)
   {scope}
-  {match}
 """
 
 
@@ -89,19 +97,15 @@ def _scope_sql(source_ids: Sequence[Any] | None) -> str:
     return "" if source_ids is None else "AND (c.source_id IS NULL OR c.source_id = ANY(%(sources)s::uuid[]))"
 
 
-@dataclass
-class _Hit:
-    row: tuple
-    fts: float = 0.0
-    cosine: float | None = None
-
-
-def _fts_hits(params: dict, terms: list[StemQuery], source_ids: Sequence[Any] | None) -> dict[uuid.UUID, _Hit]:
-    """Chunks sharing a word with the query, scored by coverage: the share of query words found
-    (a loose match counts ``LOOSE_WEIGHT``), with ``ts_rank`` as the tie-break within a tenth."""
-    if not terms:
+def _word_hits(params: dict, terms: list[StemQuery], lemma_qs: list[str],
+               source_ids: Sequence[Any] | None) -> dict[uuid.UUID, float]:
+    """Chunks sharing a word with the query, scored by coverage: the share of query words found,
+    by stems (a loose match counts ``LOOSE_WEIGHT``) or by dictionary forms, whichever is higher;
+    ``ts_rank`` is the tie-break within a tenth."""
+    if not terms and not lemma_qs:
         return {}
     vec = "to_tsvector('russian', c.text)"
+    lvec = "to_tsvector('simple', c.lemmas)"
     params = dict(params)
     per_word: list[str] = []
     for i, term in enumerate(terms):
@@ -113,85 +117,118 @@ def _fts_hits(params: dict, terms: list[StemQuery], source_ids: Sequence[Any] | 
                             f"THEN {LOOSE_WEIGHT} ELSE 0 END)")
         else:
             per_word.append(f"(CASE WHEN {exact} THEN 1.0 ELSE 0 END)")
-    params["qall"] = " | ".join(t.exact + (f" | {t.loose}" if t.loose else "") for t in terms)
-    coverage = f"(({' + '.join(per_word)}) / {len(terms)}.0)"
-    sql = _BASE_SQL.format(
-        extra=f"{coverage} AS coverage, ts_rank({vec}, %(qall)s::tsquery, 1) AS rank",
-        scope=_scope_sql(source_ids),
-        match=f"AND {vec} @@ %(qall)s::tsquery",
-    ) + f" ORDER BY coverage DESC, rank DESC, c.id LIMIT {FTS_CANDIDATES}"
+    per_lemma: list[str] = []
+    for i, lq in enumerate(lemma_qs):
+        params[f"m{i}"] = lq
+        per_lemma.append(f"(CASE WHEN {lvec} @@ %(m{i})s::tsquery THEN 1.0 ELSE 0 END)")
+    stem_cov = f"(({' + '.join(per_word)}) / {len(terms)}.0)" if terms else "0"
+    lemma_cov = f"(({' + '.join(per_lemma)}) / {len(lemma_qs)}.0)" if lemma_qs else "0"
+    params["qall"] = " | ".join(t.exact + (f" | {t.loose}" if t.loose else "") for t in terms) or "''"
+    params["lall"] = " | ".join(lemma_qs) or "''"
+    match = []
+    if terms:
+        match.append(f"{vec} @@ %(qall)s::tsquery")
+    if lemma_qs:
+        match.append(f"{lvec} @@ %(lall)s::tsquery")
+    sql = (f"SELECT c.id, GREATEST({stem_cov}, {lemma_cov}) AS coverage, "
+           f"ts_rank({vec}, %(qall)s::tsquery, 1) AS rank "
+           + _FILTER_SQL.format(scope=_scope_sql(source_ids))
+           + f" AND ({' OR '.join(match)}) ORDER BY coverage DESC, rank DESC, c.id LIMIT {FTS_CANDIDATES}")
     rows = database.execute_sql(sql, params).fetchall()
-    max_rank = max((float(r[8]) for r in rows), default=0.0) or 1.0
-    return {_uuid(r[0]): _Hit(row=r[:7], fts=0.9 * float(r[7]) + 0.1 * float(r[8]) / max_rank) for r in rows}
+    max_rank = max((float(r[2]) for r in rows), default=0.0) or 1.0
+    return {_uuid(r[0]): 0.9 * float(r[1]) + 0.1 * float(r[2]) / max_rank for r in rows if float(r[1]) > 0}
 
 
-def _embedding_hits(params: dict, query: str, embedder: Embedder, source_ids: Sequence[Any] | None,
-                    hits: dict[uuid.UUID, _Hit]) -> None:
-    params = {**params, "model": embedder.name, "dim": embedder.dim}
-    sql = _BASE_SQL.format(extra="c.embedding", scope=_scope_sql(source_ids),
-                           match="AND c.embedding IS NOT NULL AND c.embedding_model = %(model)s "
-                                 "AND c.embedding_dim = %(dim)s") + f" LIMIT {MAX_EMBEDDED_SCAN}"
-    rows = database.execute_sql(sql, params).fetchall()
+@dataclass
+class _ModelScan:
+    """One model's cosines: per view group {chunk: best cosine}, and each chunk's best overall."""
+
+    encoder: TextEncoder
+    groups: dict[str, dict[uuid.UUID, float]]
+    best: dict[uuid.UUID, float]
+
+
+def _scan(params: dict, query: str, encoder: TextEncoder, source_ids: Sequence[Any] | None) -> _ModelScan:
+    """Cosines of the question with every view of the searchable chunks embedded by this model."""
+    sql = ("SELECT v.chunk_id, v.kind, v.embedding FROM kb_vectors v JOIN kb_chunks c ON c.id = v.chunk_id "
+           + _FILTER_SQL.format(scope=_scope_sql(source_ids)).replace("FROM kb_chunks c", "", 1)
+           + f" AND v.model = %(model)s AND v.dim = %(dim)s LIMIT {MAX_VECTOR_SCAN}")
+    rows = database.execute_sql(sql, {**params, "model": encoder.name, "dim": encoder.dim}).fetchall()
+    scan = _ModelScan(encoder, {}, {})
     if not rows:
-        return
-    matrix = np.vstack([from_blob(r[7], embedder.dim) for r in rows])
-    qv = embedder.encode([query])[0]
-    cosines = matrix @ qv
-    for row, cosine in zip(rows, cosines):
-        key = _uuid(row[0])
-        if key in hits:
-            hits[key].cosine = float(cosine)
-        elif cosine >= MIN_COSINE:
-            hits[key] = _Hit(row=row[:7], cosine=float(cosine))
+        return scan
+    matrix = np.vstack([from_blob(r[2], encoder.dim) for r in rows])
+    cosines = matrix @ encoder.encode([query], query=True)[0]
+    for (chunk_id, kind, _), cosine in zip(rows, cosines):
+        key, value = _uuid(chunk_id), float(cosine)
+        group = scan.groups.setdefault(GROUP_OF_KIND.get(kind, "whole"), {})
+        group[key] = max(group.get(key, -1.0), value)
+        scan.best[key] = max(scan.best.get(key, -1.0), value)
+    return scan
 
 
 def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _score(hit: _Hit, with_embeddings: bool) -> float:
-    fts = hit.fts
-    if not with_embeddings:
-        return fts
-    cosine = max(hit.cosine or 0.0, 0.0)
-    return (1 - HYBRID_WEIGHT) * fts + HYBRID_WEIGHT * cosine
+def _rank(words: dict[uuid.UUID, float], scans: list[_ModelScan]) -> list[tuple[float, uuid.UUID]]:
+    """(score, chunk) best first. Without models: the word-match score. With models: the fused score
+    of every scanned chunk that shares a word or is close enough by some model."""
+    if not scans:
+        return sorted(((score, key) for key, score in words.items()), key=lambda p: (-p[0], str(p[1])))
+    keys = sorted(set(words).union(*(s.best for s in scans)), key=str)
+    index = {key: i for i, key in enumerate(keys)}
+    signals = [{index[k]: v for k, v in group.items()} for s in scans for group in s.groups.values()]
+    scores = fuse(len(keys), signals, [words.get(k, 0.0) for k in keys])
+    eligible = [(float(scores[i]), key) for i, key in enumerate(keys)
+                if key in words or any(s.best.get(key, -1.0) >= s.encoder.min_cosine for s in scans)]
+    return sorted(eligible, key=lambda p: (-p[0], str(p[1])))
 
 
-def _snippet(hit: _Hit, score: float) -> Snippet:
-    chunk_id, text, source_id, entry_id, meta, source_name, question = hit.row
-    if entry_id is not None:
-        citation = faq_citation(question or "", source_name)
-        name = question or ""
-    else:
-        citation = document_citation(source_name or "", meta)
-        name = source_name or ""
-    return Snippet(text=text, score=round(score, 4), chunk_id=_uuid(chunk_id),
-                   source_id=_uuid(source_id) if source_id else None,
-                   entry_id=_uuid(entry_id) if entry_id else None,
-                   source_name=name, citation=citation)
+def _snippets(params: dict, ranked: list[tuple[float, uuid.UUID]]) -> list[Snippet]:
+    if not ranked:
+        return []
+    sql = ("SELECT c.id, c.text, c.source_id, c.entry_id, c.meta_json, s.name, e.question "
+           + _FILTER_SQL.format(scope="") + " AND c.id = ANY(%(ids)s::uuid[])")
+    rows = {_uuid(r[0]): r for r in database.execute_sql(
+        sql, {**params, "ids": [str(k) for _, k in ranked]}).fetchall()}
+    out: list[Snippet] = []
+    for score, key in ranked:
+        row = rows.get(key)
+        if row is None:
+            continue
+        chunk_id, text, source_id, entry_id, meta, source_name, question = row
+        if entry_id is not None:
+            citation, name = faq_citation(question or "", source_name), question or ""
+        else:
+            citation, name = document_citation(source_name or "", meta), source_name or ""
+        out.append(Snippet(text=text, score=round(score, 4), chunk_id=key,
+                           source_id=_uuid(source_id) if source_id else None,
+                           entry_id=_uuid(entry_id) if entry_id else None,
+                           source_name=name, citation=citation))
+    return out
 
 
 def search(project_id: Any, query: str, *, source_ids: Sequence[Any] | None = None, limit: int = 4,
            embedder: Embedder | None = None) -> list[Snippet]:
-    """Hybrid search with an explicit embedder (None: full-text search only)."""
-    query = (query or "").strip()
+    """Hybrid search with an explicit embedder (None: word match only)."""
+    query = strip_fillers(query or "")
     if not query or limit <= 0:
         return []
     params: dict[str, Any] = {"project": str(project_id), "ready": KbSourceStatus.READY.value,
                               "active": KbEntryStatus.ACTIVE.value,
                               "sources": [str(s) for s in source_ids or []]}
-    hits = _fts_hits(params, query_terms(query), source_ids)
-    if embedder is not None:
-        _embedding_hits(params, query, embedder, source_ids, hits)
-    ranked = sorted(((_score(h, embedder is not None), h) for h in hits.values()),
-                    key=lambda pair: (-pair[0], str(pair[1].row[0])))
-    return [_snippet(h, score) for score, h in ranked[:limit]]
+    words = _word_hits(params, query_terms(query), lemma_terms(query), source_ids)
+    scans = [_scan(params, query, enc, source_ids) for enc in embedder.encoders] if embedder else []
+    return _snippets(params, _rank(words, scans)[:limit])
 
 
 def retrieve(project_id: Any, query: str, *, source_ids: list | None = None, limit: int = 4) -> list[Snippet]:
     """The best knowledge snippets of one project for a caller's question, with citations.
 
     ``source_ids`` limits document and FAQ-set sources to the agent's knowledge sources; standalone
-    FAQ entries of the project are always searched. Uses embeddings when a model is installed.
+    FAQ entries of the project are always searched. Uses every installed embedding model. Costs a
+    few milliseconds of CPU per model (USE ~1 ms, E5 up to ~50 ms on a busy machine) plus the
+    queries: call it from the inference pool, not from the gevent loop.
     """
     return search(project_id, query, source_ids=source_ids, limit=limit, embedder=get_embedder())
