@@ -79,8 +79,18 @@ class CallWorker:
                 log.exception("applying event failed", extra={"event": event.name, "call_id": str(self.call.id)})
                 continue
             if finished:
+                self._price()
                 self.runtime.calls.forget(self)
                 return
+
+    def _price(self) -> None:
+        """The ended call's cost by component (core.billing.costs; idempotent, the dialer may price too)."""
+        from core.billing.costs import price_call
+        try:
+            with database.connection_context():
+                price_call(self.call.id)
+        except Exception:  # noqa: BLE001 - pricing must never keep a call worker alive
+            log.exception("could not price the call", extra={"call_id": str(self.call.id)})
 
     def _other_leg(self, recorder: CallRecorder, event: FsEvent) -> None:
         """Events of the operator leg: when the operator hangs up a bridged call, the call is over."""

@@ -68,8 +68,9 @@ class PhoneLine:
     def can_transfer(self) -> bool:
         return True
 
-    def transfer(self, operator_route_id: str) -> None:
-        self.runtime.transfers.transfer({"call_id": str(self.call.id), "operator_route_id": operator_route_id})
+    def transfer(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Hand the caller to an operator (``esl_app.transfer``); blocks until bridged or fallen back."""
+        return self.runtime.transfers.transfer({"call_id": str(self.call.id), **args})
 
     def notify(self, payload: dict[str, Any]) -> None:
         """Phone callers see nothing; the browser line shows transcripts."""
@@ -138,7 +139,7 @@ class BrowserLine:
     def can_transfer(self) -> bool:
         return False
 
-    def transfer(self, operator_route_id: str) -> None:  # pragma: no cover - can_transfer is False
+    def transfer(self, args: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - can_transfer is False
         raise RuntimeError("a browser line cannot be transferred")
 
     def notify(self, payload: dict[str, Any]) -> None:

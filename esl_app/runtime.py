@@ -139,6 +139,8 @@ class EslRuntime:
             self.voice.pool.run(engines.tts.synthesize, engines.normalize("Добрый день."))
             self.voice.pool.run(engines.stt.transcribe, b"\x00\x00" * (engines.stt.sample_rate // 2),
                                 engines.stt.sample_rate, None)
+            from core.kb.embeddings import get_embedder
+            self.voice.pool.run(get_embedder)  # knowledge-base models, so the first question does not load them
             log.info("voice engines ready", extra=self.voice.engines.describe())
         except Exception as exc:  # noqa: BLE001 - calls will be handed to an operator instead
             log.error("voice engines failed to load", extra={"error": str(exc)})

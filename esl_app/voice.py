@@ -26,7 +26,8 @@ from core.audio import resample, wav_bytes
 from core.calls.store import CallRecorder
 from core.engines.base import EngineError, Message
 from core.engines.metrics import observe
-from core.voice.dialog import LlmResponder, heard_prefix
+from core.voice.amd import AmdSession
+from core.voice.dialog import heard_prefix
 from core.voice.endpoint import Endpointer, NoiseDiscarded, SpeechStarted, TurnConfig, TurnEnded
 from core.voice.sentences import SentenceStream
 from esl_app.esl import FsEvent
@@ -49,14 +50,20 @@ REPROMPT = "Вы меня слышите?"
 SILENCE_GOODBYE = "Не слышу вас. Пожалуйста, перезвоните. До свидания."
 OVERLOAD = "Сейчас все линии заняты. Пожалуйста, перезвоните через несколько минут. До свидания."
 FALLBACK_REPLY = "Извините, у меня техническая заминка. Сейчас соединю вас с оператором."
+BROWSER_NO_TRANSFER = ("Здесь я бы перевёл вас на оператора, но в браузере перевод недоступен. "
+                       "Позвоните нам по телефону, и оператор продолжит разговор. До свидания.")
+NO_OPERATOR_ESCALATION = "Сейчас соединить с оператором не получится. Пожалуйста, перезвоните нам позже. До свидания."
+OPERATOR_BUSY = "Операторы сейчас заняты. Давайте я постараюсь помочь сам."
+CALLBACK_PROMISED = "Операторы сейчас заняты. Мы перезвоним вам в ближайшее время. Чем ещё могу помочь?"
 
 
 @dataclass
 class VoiceSettings:
-    """Per-call behaviour; defaults overridden by the agent version's config (``voice`` section)."""
+    """Per-call audio behaviour (turns, barge-in, silence, confidence) from the agent version's config.
 
-    greeting: str = "Здравствуйте! Чем могу помочь?"
-    system_prompt: str | None = None
+    What the agent says (greeting, replies, prompts) is the dialog runtime's (``core.agent``).
+    """
+
     low_confidence: float = 0.45
     low_confidence_escalate_after: int = 2
     silence_reprompt_s: float = 8.0
@@ -65,22 +72,17 @@ class VoiceSettings:
     barge_in_min_ms: int = 300
     max_call_s: int = 900
     turn: TurnConfig = field(default_factory=TurnConfig)
-    # {"engine": "scripted", "rules": [...], "default_reply": ..., "token_delay_s": ...}: the agent's
-    # deterministic mode; otherwise the process LLM is used.
-    llm: dict[str, Any] = field(default_factory=dict)
     stt_hints: list[str] = field(default_factory=list)  # words to expect (names, products), all states
 
     @classmethod
     def from_agent_config(cls, config: dict[str, Any]) -> "VoiceSettings":
-        voice = dict(config.get("voice") or {})
+        from core.agent.config import derive_voice
+        voice = derive_voice(config)  # adaptive/escalation settings of the Studio win over raw ``voice``
         s = cls()
-        s.greeting = config.get("greeting") or s.greeting
-        s.system_prompt = config.get("system_prompt") or config.get("persona") or None
         for key in ("low_confidence", "low_confidence_escalate_after", "silence_reprompt_s", "max_reprompts",
                     "barge_in", "barge_in_min_ms", "max_call_s"):
             if key in voice:
                 setattr(s, key, type(getattr(s, key))(voice[key]))
-        s.llm = dict(config.get("llm") or {})
         s.stt_hints = [str(h) for h in (voice.get("stt_hints") or config.get("stt_hints") or [])][:500]
         turn = voice.get("turn") or {}
         s.turn = TurnConfig(**{k: int(v) for k, v in turn.items() if k in TurnConfig.__dataclass_fields__})
@@ -203,17 +205,24 @@ class VoiceCall:
         self._dtmf_timer: gevent.Greenlet | None = None
         self.max_backlog_frames = 0
         self.feeder: "StreamFeeder | None" = None
+        self._greeting_pending = False
+        # What this call consumed, for pricing (core.billing.costs): kept in calls.metadata_json.usage.
+        self.usage: dict[str, float] = {"stt_seconds": 0.0, "llm_tokens": 0, "tts_chars": 0}
         self.recorder = CallRecorder(self.call, self.runtime.redis)
         tts_dir = manager.tts_dir / str(self.call.id)
         tts_dir.mkdir(parents=True, exist_ok=True)
         self.tts_dir = tts_dir
-        self.responder = manager.responder_for(settings)
+        self.session = manager.session_for(self.call, line, self)
+        self.amd = AmdSession.for_call(self.call)  # answering-machine detection (campaign calls only)
 
     # -- frame loop ---------------------------------------------------------------------------
     def run(self) -> None:
         self.line.attach(self._on_fs_event)
         try:
-            self.say(self.s.greeting, turn=None)
+            if self.amd is None:
+                self.say(self.session.greeting(), turn=None)
+            else:
+                self._greeting_pending = True  # campaign call: greet once AMD says a person answered
             while not self.ended.is_set():
                 data = self.line.receive(timeout=0.5)
                 if data is None:
@@ -233,6 +242,8 @@ class VoiceCall:
                 self.cancel_gen.set()
             if self.feeder is not None:
                 self.feeder.cancel()
+            self._save_usage()
+            self._finish_session()
             self._event("voice_stats", "", {"frames": self.frames, "max_backlog_frames": self.max_backlog_frames,
                                             "turns": len([1 for _ in self.history if _.role == "user"])})
             self.line.detach(self._on_fs_event)
@@ -253,6 +264,8 @@ class VoiceCall:
         speech = self.vad.is_speech(frame, self.rate)
         if speech:
             self.last_caller_activity = time.monotonic()
+        if self.amd is not None and not self.amd.done:
+            self._amd_frame(speech, frame)
         if self.player.speaking and self.s.barge_in:
             self._barge_speech_ms = self._barge_speech_ms + self.s.turn.frame_ms if speech else 0
             if self._barge_speech_ms >= self.s.barge_in_min_ms:
@@ -281,9 +294,7 @@ class VoiceCall:
 
     def stt_hints(self) -> list[str]:
         """Words the recognizer should expect now (the dialog state's choices, the agent's vocabulary)."""
-        hints = getattr(self.responder, "phrase_hints", None)
-        dynamic = hints() if callable(hints) else []
-        return list(dict.fromkeys([*self.s.stt_hints, *dynamic]))
+        return list(dict.fromkeys([*self.s.stt_hints, *self.session.phrase_hints()]))
 
     def _timers(self) -> None:
         now = time.monotonic()
@@ -315,6 +326,9 @@ class VoiceCall:
                 heard_parts.append(utt.heard)
         heard = " ".join(heard_parts)
         # The dialog keeps only what the caller actually heard of the last reply.
+        spoken_parts = [u.text for u in interrupted]
+        if spoken_parts:
+            self.session.note_heard(" ".join(spoken_parts), heard)
         if self.history and self.history[-1].role == "assistant":
             spoken = self._spoken_before(interrupted)
             self.history[-1] = Message("assistant", (spoken + " " + heard).strip())
@@ -332,6 +346,8 @@ class VoiceCall:
 
     # -- turns --------------------------------------------------------------------------------
     def _start_turn(self, ev: TurnEnded) -> None:
+        if self._greeting_pending:
+            return  # AMD is still listening to who answered
         if self.turn_task is not None and not self.turn_task.dead:
             # The caller went on before the reply was out: drop that reply, answer both turns at once.
             if self.cancel_gen is not None:
@@ -358,6 +374,7 @@ class VoiceCall:
                 result = m.pool.run(m.stt.transcribe, audio, m.stt.sample_rate, self.stt_hints() or None)
             timer.compute["stt"] = (time.perf_counter() - started) * 1000
             timer.compute["stt_audio"] = len(audio) * 1000 / (2 * m.stt.sample_rate)
+            self.usage["stt_seconds"] += len(audio) / (2 * m.stt.sample_rate)
             timer.compute["endpoint_wait"] = float(ev.decided_ms - ev.t_ms)
         except EngineError as exc:
             log.error("speech recognition failed", extra={"error": str(exc)})
@@ -374,10 +391,10 @@ class VoiceCall:
             return
         self.low_conf_turns = 0
         self.history.append(Message("user", text))
-        self._reply(timer)
+        self._reply(timer, text, result.confidence)
 
-    def _reply(self, timer: TurnTimer) -> None:
-        m = self.m
+    def _reply(self, timer: TurnTimer, text: str, confidence: float | None = None, dtmf: str | None = None) -> None:
+        """The dialog runtime's reply to one caller turn, spoken sentence by sentence as it streams."""
         cancel = threading.Event()
         self.cancel_gen = cancel
         splitter = SentenceStream()
@@ -385,7 +402,7 @@ class VoiceCall:
         utterances: list[Utterance] = []
         started = time.perf_counter()
         try:
-            for piece in m.pool.stream(self.responder.stream, list(self.history), cancel=cancel):
+            for piece in self.session.respond(text, confidence=confidence, dtmf=dtmf):
                 if cancel.is_set():
                     break
                 timer.mark("llm_first_token")
@@ -398,10 +415,11 @@ class VoiceCall:
                 for sentence in splitter.flush():
                     timer.compute.setdefault("llm_first_sentence", (time.perf_counter() - started) * 1000)
                     utterances.append(self._queue_sentence(sentence, timer))
-        except EngineError as exc:
-            log.error("reply generation failed", extra={"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - the runtime handles LLM failures; this is the last net
+            log.exception("reply generation failed")
             utterances.append(self._queue_sentence(FALLBACK_REPLY, timer))
-            self._event("llm_failed", "Сбой генерации ответа", {"engine": exc.engine, "error": str(exc)})
+            self._event("llm_failed", "Сбой генерации ответа", {"engine": getattr(exc, "engine", "agent"),
+                                                                "error": str(exc)})
         timer.compute["llm"] = (time.perf_counter() - started) * 1000
         reply = "".join(reply_parts).strip()
         if reply and not cancel.is_set():
@@ -418,6 +436,77 @@ class VoiceCall:
                          heard=" ".join(u.heard if u.heard is not None else (u.text if u.started_at else "")
                                         for u in utterances).strip() if interrupted else None,
                          interrupted=interrupted)
+        self._session_events()
+        if not cancel.is_set():
+            self._after_reply()
+
+    # -- the dialog runtime's decisions ---------------------------------------------------------
+    def _session_events(self) -> None:
+        """Guardrail hits, LLM fallbacks and escalations of the runtime go to the call's timeline."""
+        events, self.session.events = list(self.session.events), []
+        titles = {"agent.escalation": "Агент решил перевести на оператора",
+                  "agent.guardrail": "Агент не стал называть непроверенные данные",
+                  "agent.llm_failed": "Языковая модель недоступна: резервный сценарий"}
+        for ev in events:
+            etype = str(ev.get("type", "agent.event"))
+            self._event(etype, titles.get(etype, ""), {k: v for k, v in ev.items() if k != "type"})
+
+    def _after_reply(self) -> None:
+        if self.ended.is_set():
+            return
+        if self.session.escalation is not None:
+            self._escalate_session()
+        elif self.session.ended:
+            self._event("agent_hangup", "Агент завершил звонок", {"reason": "dialog_closed"})
+            gevent.sleep(0.3)
+            self.line.hangup("NORMAL_CLEARING")
+            self.ended.set()
+
+    def _escalate_session(self) -> None:
+        """A policy fired: store the handoff packet and hand the caller over with it."""
+        from core.agent.handoff import create_packet, transfer_args, whisper_text
+        esc = self.session.escalation
+        if not self.line.can_transfer():
+            self.line.notify({"type": "transfer", "reason": esc.reason, "reason_text": esc.reason_text})
+            self.goodbye(BROWSER_NO_TRANSFER, "escalation_without_line")
+            return
+        with database.connection_context():
+            packet = create_packet(self.session, self.call.id)
+            args = transfer_args(packet, self.m.operator_route_for(self.call))
+            route = None
+            if args is not None:
+                from models.telephony import OperatorRoute
+                route = OperatorRoute.get_or_none(OperatorRoute.id == args["operator_route_id"])
+        if args is None:
+            self.goodbye(NO_OPERATOR_ESCALATION, "escalation_no_operator")
+            return
+        if route is not None and route.whisper_enabled:
+            args["whisper_file"] = self._synthesize_file(whisper_text(packet), "whisper")
+        result = self.line.transfer(args) or {}
+        if result.get("ok") or self.ended.is_set():
+            return
+        # Nobody took the call and the route sends the caller back: the agent goes on talking.
+        fallback = result.get("fallback")
+        if fallback == "hangup":
+            return
+        self.session.resume_after_failed_transfer()
+        text = CALLBACK_PROMISED if fallback == "callback_task" else OPERATOR_BUSY
+        self.say(text, None)
+
+    def _synthesize_file(self, text: str, name: str) -> str:
+        audio = self.m.pool.run(self.m.tts.synthesize, self.m.normalize(text))
+        path = self.tts_dir / f"{name}-{uuid.uuid4().hex[:8]}.wav"
+        with open(path, "wb") as fh:
+            fh.write(wav_bytes(audio.pcm16, audio.sample_rate))
+        return str(path)
+
+    def _finish_session(self) -> None:
+        """Call end: the runtime writes outcome, summary and collected fields to the call."""
+        try:
+            with database.connection_context():
+                self.session.finish()
+        except Exception:  # noqa: BLE001 - the call is over; never lose the rest of the teardown
+            log.exception("could not finish the dialog session", extra={"call_id": str(self.call.id)})
 
     def _queue_sentence(self, text: str, timer: TurnTimer | None) -> Utterance:
         self.seq += 1
@@ -428,7 +517,9 @@ class VoiceCall:
         def synth() -> None:
             try:
                 started = time.perf_counter()
-                audio = m.pool.run(m.tts.synthesize, m.normalize(text))
+                spoken = m.normalize(text)
+                audio = m.pool.run(m.tts.synthesize, spoken)
+                self.usage["tts_chars"] += len(spoken)
                 if timer is not None:
                     spent = (time.perf_counter() - started) * 1000
                     if "tts_first" not in timer.compute:
@@ -465,18 +556,22 @@ class VoiceCall:
         self.low_conf_turns += 1
         self._event("stt_low_confidence", "Система плохо слышит",
                     {"text": text, "confidence": round(confidence, 3), "count": self.low_conf_turns})
-        if self.low_conf_turns < self.s.low_confidence_escalate_after:
-            self.say(ASK_REPEAT, None)
+        again = self.session.low_confidence()
+        if again is not None and self.low_conf_turns < self.s.low_confidence_escalate_after:
+            self.say(again, None)
             return
         self._issue("STT_LOW_CONFIDENCE", {"turns": self.low_conf_turns, "last_text": text,
                                            "confidence": round(confidence, 3)})
-        route_id = self.m.operator_route_for(self.call) if self.line.can_transfer() else None
+        if self.session.escalation is None:
+            self.session.escalate("low_confidence", f"Система плохо слышит клиента ({self.low_conf_turns} раза подряд)")
+        esc = self.session.escalation
+        route_id = (esc.operator_route_id or self.m.operator_route_for(self.call)) if self.line.can_transfer() else None
         if route_id is None:
             self.goodbye(NO_OPERATOR, "low_confidence_no_operator")
             return
         for utt in self.say(ESCALATE_LOW_CONF, None):
             utt.done.wait(timeout=30)
-        self.line.transfer(route_id)
+        self._escalate_session()
 
     # -- audio out ----------------------------------------------------------------------------
     def play_audio(self, utt: Utterance, audio: Any) -> None:
@@ -537,6 +632,28 @@ class VoiceCall:
         elif msg.get("type") == "hangup":
             self.ended.set()
 
+    def _amd_frame(self, speech: bool, frame: bytes) -> None:
+        """Apply the answering-machine verdict (core/voice/amd.py) per the campaign's policy."""
+        action = self.amd.feed(speech, frame, self.rate)
+        if action is None:
+            return
+        meta = {**(self.call.metadata_json or {}), "amd": {**((self.call.metadata_json or {}).get("amd") or {}),
+                                                          **action.metadata}}
+        self.recorder.persist({"metadata_json": meta})
+        self._event("amd", "Автоответчик" if action.metadata.get("result") == "machine" else "", action.metadata)
+        if action.kind == "play_then_hangup" and action.file:
+            import wave
+            with wave.open(action.file) as w:
+                seconds = w.getnframes() / w.getframerate()
+            self.line.play_file(action.file)
+            gevent.spawn_later(seconds + 0.5, self.line.hangup, "NORMAL_CLEARING")
+        elif action.kind == "hangup":
+            self.line.hangup("NORMAL_CLEARING")
+        elif self._greeting_pending and action.metadata.get("result") != "machine":
+            self._greeting_pending = False
+            self.endpointer.reset()  # the "Алло?" AMD listened to is not a question for the agent
+            self.say(self.session.greeting(), turn=None)
+
     def _on_fs_event(self, event: FsEvent) -> None:
         if event.uuid != self.line.fs_uuid:
             return
@@ -577,7 +694,7 @@ class VoiceCall:
         timer.mark("end_of_speech")
         if self.turn_task is not None and not self.turn_task.dead:
             self.turn_task.kill(block=False)
-        self.turn_task = gevent.spawn(self._reply, timer)
+        self.turn_task = gevent.spawn(self._reply, timer, "", 1.0, digits)
 
     # -- records ------------------------------------------------------------------------------
     def _record_timing(self, timer: TurnTimer, utterances: list[Utterance]) -> None:
@@ -589,6 +706,20 @@ class VoiceCall:
             observe("voice_to_voice", self.m.llm_name, v2v / 1000)
         self.m.timings.append(payload)
         self._event("turn_timing", "", payload)
+        self._save_usage()
+
+    def _save_usage(self) -> None:
+        """Merge the usage counters into the call's metadata (a JSONB merge: other writers keep theirs)."""
+        usage = {"stt_seconds": round(self.usage["stt_seconds"], 2), "llm_tokens": int(self.usage["llm_tokens"]),
+                 "tts_chars": int(self.usage["tts_chars"])}
+        try:
+            with database.connection_context():
+                database.execute_sql(
+                    "UPDATE calls SET metadata_json = coalesce(metadata_json, '{}'::jsonb) || "
+                    "jsonb_build_object('usage', %s::jsonb) WHERE id = %s",
+                    (json.dumps(usage), str(self.call.id)))
+        except Exception:  # noqa: BLE001
+            log.exception("could not save call usage")
 
     def _event(self, etype: str, status: str, payload: dict[str, Any]) -> None:
         try:
@@ -652,15 +783,41 @@ class VoiceManager:
     def normalize(self, text: str) -> str:
         return self.engines.normalize(text)
 
-    def responder_for(self, settings: VoiceSettings) -> LlmResponder:
+    def session_for(self, call: Any, line: "PhoneLine | BrowserLine", voice_call: "VoiceCall") -> Any:
+        """The dialog runtime of this call over its frozen agent version (core.agent.session).
+
+        The LLM runs in the inference pool; a barge-in cancels the generation in flight through the
+        voice call's current cancel event.
+        """
+        from core.agent.session import AgentSession, SessionContext
+        from models.saas import Project
+        with database.connection_context():
+            config = self.config_for(call)
+            project = Project.get_or_none(Project.id == call.project_id)
+        caller = call.from_number if call.direction == "inbound" else call.to_number
+        ctx = SessionContext(project_id=call.project_id, agent_id=call.agent_id, agent_version_id=call.agent_version_id,
+                             trace_id=call.trace_id, call_id=call.id,
+                             caller_phone=caller if line.kind == "phone" else None, channel=line.kind,
+                             variables=dict(call.variables_json or {}),
+                             timezone=(project.timezone if project is not None and project.timezone else "Europe/Moscow"),
+                             offload=self.pool.run)
         engine = self.engines.llm
-        if settings.llm.get("engine") == "scripted":
-            from core.engines.llm_scripted import ScriptedLlm
-            cfg = {k: v for k, v in settings.llm.items() if k in ("rules", "default_reply", "token_delay_s")}
-            engine = ScriptedLlm(**cfg)
-        if settings.system_prompt:
-            return LlmResponder(engine, settings.system_prompt)
-        return LlmResponder(engine)
+
+        def llm_stream(request: Any) -> Any:
+            for chunk in self.pool.stream(engine.stream, request, cancel=voice_call.cancel_gen):
+                if chunk.finish_reason is not None:  # the last chunk carries the usage counts
+                    voice_call.usage["llm_tokens"] += (max(0, chunk.prompt_tokens - chunk.cached_tokens)
+                                                       + chunk.completion_tokens)
+                yield chunk
+        return AgentSession(config, ctx, llm_stream)
+
+    def config_for(self, call: Any) -> dict[str, Any]:
+        from models.agents import AgentVersion
+        if call.agent_version_id:
+            version = AgentVersion.get_or_none(AgentVersion.id == call.agent_version_id)
+            if version is not None:
+                return dict(version.config_json or {})
+        return {}
 
     def operator_route_for(self, call: Any) -> str | None:
         from models.telephony import PhoneNumber
@@ -672,14 +829,8 @@ class VoiceManager:
         return None
 
     def settings_for(self, call: Any) -> VoiceSettings:
-        from models.agents import AgentVersion
-        config: dict[str, Any] = {}
-        if call.agent_version_id:
-            with database.connection_context():
-                version = AgentVersion.get_or_none(AgentVersion.id == call.agent_version_id)
-            if version is not None:
-                config = version.config_json or {}
-        return VoiceSettings.from_agent_config(config)
+        with database.connection_context():
+            return VoiceSettings.from_agent_config(self.config_for(call))
 
     def run_call(self, worker: "CallWorker", fork: "ForkSocket", meta: dict[str, Any]) -> None:
         routing = (worker.call.metadata_json or {}).get("routing") or {}
@@ -715,7 +866,7 @@ class VoiceManager:
                              source="system", details_json={"reason": "voice engines unavailable"})
         route_id = self.operator_route_for(line.call) if line.can_transfer() else None
         if route_id is not None:
-            line.transfer(route_id)
+            line.transfer({"operator_route_id": route_id})
         else:
             line.hangup("NORMAL_TEMPORARY_FAILURE")
 
@@ -729,7 +880,7 @@ class VoiceManager:
                              source="system", details_json={"active": self.active, "max_calls": self.max_calls})
         route_id = self.operator_route_for(line.call) if line.can_transfer() else None
         if route_id is not None:
-            line.transfer(route_id)
+            line.transfer({"operator_route_id": route_id})
             return
         audio = self.pool.run(self.tts.synthesize, self.normalize(OVERLOAD))
         if line.kind == "browser":

@@ -20,7 +20,7 @@ def main() -> int:
     logging.getLogger("voiceai.worker").info("worker starting", extra={"queues": [q.name for q in queues]})
     from jobs.scheduler import start_background
     start_background(conn)
-    from jobs.dialer import start_watchdog  # issue 7: campaign dialer loops survive killed workers
+    from jobs.dialer import start_watchdog  # campaign dialer loops survive killed workers
     start_watchdog(conn)
     Worker(queues, connection=conn).work(with_scheduler=True)
     return 0

@@ -197,3 +197,18 @@ def test_documents_are_embedded_and_ranked_with_faq_entries(project):
             .join(KbChunk).where(KbChunk.source == source.id)} == {"text"}
     found = search(project.id, "Когда можно покушать, если вырвали зуб?", limit=1, embedder=embedder)
     assert found[0].source_id == source.id and found[0].citation == "Памятка.txt"
+
+
+def test_model_inference_goes_through_the_callers_runner(project):
+    """Under gevent the voice loop passes its inference pool's ``run``: loading the models and every
+    model inference go through it, so the loop only waits on the database."""
+    embedder = _embedder()
+    add_faq(project, embedder=embedder)
+    calls: list[str] = []
+
+    def run(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return fn(*args, **kwargs)
+    snippets = retrieve(project.id, "Ваш адрес?", limit=1, run=run)
+    assert snippets[0].source_name == FAQ[3][0]
+    assert calls[0] == "get_embedder" and calls.count("_cosines") == len(embedder.encoders)

@@ -27,6 +27,8 @@ from tests.support.telephony import make_telephony_tenant, wait_until
 from tests.test_voice_e2e import AGENT_CONFIG, CALLER_1, CALLER_2, REPLY_1, festival_speech, similarity  # noqa: F401
 
 RATE = 16000
+RATES_JSON = ('{"telephony_per_min": "1.50", "stt_per_min": "0.60", "llm_per_1k_tokens": "0.10", '
+              '"tts_per_1k_chars": "0.30"}')
 FRAME = RATE * 2 // 50  # 20 ms of L16
 
 
@@ -161,7 +163,8 @@ def test_public_audio_url_setting(db, app_for, test_settings):
 @pytest.fixture()
 def voice_rig(rig_factory):
     return rig_factory(voice=True, stt_engine="whisper", llm_engine="scripted", tts_engine="festival",
-                       models_dir=os.environ.get("VOICEAI_MODELS_DIR", str(Path("var/models").resolve())))
+                       models_dir=os.environ.get("VOICEAI_MODELS_DIR", str(Path("var/models").resolve())),
+                       default_rates=RATES_JSON)
 
 
 def test_browser_conversation_barge_in_and_hangup(voice_rig, app_for, festival_speech, redis_client):
@@ -212,8 +215,18 @@ def test_browser_conversation_barge_in_and_hangup(voice_rig, app_for, festival_s
         assert ended.outcome == "completed" and ended.ended_by == "caller" and ended.duration_s >= 1
         texts = [tr.text for tr in Transcript.select().where(Transcript.call == call.id)]
         assert any(similarity(x, CALLER_1) >= 0.8 for x in texts)
-        types = [e["type"] for _id, e in read_since(redis_client, t["project"].id)]
-        assert "call.started" in types and "call.ended" in types
+        types = wait_until(lambda: (lambda ts: ts if "call.ended" in ts else None)(
+            [e["type"] for _id, e in read_since(redis_client, t["project"].id)]), timeout=10, message="call.ended event")
+        assert "call.started" in types
+        # Priced by what the engines did; no trunk minutes on a browser line.
+        from models.billing import CostBreakdown
+        usage = ended.metadata_json["usage"]
+        assert usage["stt_seconds"] > 2 and usage["tts_chars"] > len(REPLY_1) // 2
+        cost = wait_until(lambda: CostBreakdown.get_or_none((CostBreakdown.entity_type == "call")
+                                                            & (CostBreakdown.entity_id == call.id)),
+                          timeout=10, message="call priced")
+        assert cost.stt_cost > 0 and cost.tts_cost > 0 and cost.telephony_cost == 0
+        assert Call.get_by_id(call.id).cost_total == cost.total_cost
     finally:
         client.close()
 

@@ -113,7 +113,11 @@ def test_voice_settings_from_agent_config():
         "greeting": "Алло", "persona": "Ты администратор",
         "voice": {"barge_in_min_ms": 500, "silence_reprompt_s": 5, "turn": {"silence_ms": 900},
                   "stt_hints": ["Улыбка", "стоматолог"]}})
-    assert s.greeting == "Алло" and s.system_prompt == "Ты администратор"
     assert s.barge_in_min_ms == 500 and s.silence_reprompt_s == 5.0 and s.turn.silence_ms == 900
     assert s.stt_hints == ["Улыбка", "стоматолог"]
     assert VoiceSettings.from_agent_config({}).stt_hints == []
+    # The Studio's adaptive settings win over the raw voice section.
+    s = VoiceSettings.from_agent_config({"adaptive": {"silence_timeout_s": 12, "interruption_sensitivity": "low"},
+                                         "escalation": {"low_confidence_turns": 3}, "voice": {"silence_reprompt_s": 5}})
+    assert s.silence_reprompt_s == 12.0 and s.low_confidence_escalate_after == 3
+    assert s.barge_in_min_ms > VoiceSettings().barge_in_min_ms

@@ -68,6 +68,9 @@ class SessionContext:
     timezone: str = "Europe/Moscow"
     user_id: uuid.UUID | None = None    # playground: who is testing
     now: Callable[[], dt.datetime] | None = None  # clock (tests); default: the real time
+    # Runs CPU-heavy work (embedding the question) off the gevent loop: the voice loop passes its
+    # inference pool's ``run``; None runs inline (the playground, tests).
+    offload: Callable[..., Any] | None = None
 
     def current_time(self) -> dt.datetime:
         now = self.now() if self.now else dt.datetime.now(dt.timezone.utc)
@@ -195,6 +198,19 @@ class AgentSession:
         again = phrase("ask_again", self.formality)
         self.history.append(Message("assistant", again))
         return again
+
+    def escalate(self, reason: str, reason_text: str) -> None:
+        """An escalation decided outside the dialog (the voice loop's low-confidence policy)."""
+        self._set_escalation(reason, reason_text)
+
+    def resume_after_failed_transfer(self) -> None:
+        """Nobody took the transfer and the route sends the caller back: talk on, re-arm the policies."""
+        if self.escalation is not None:
+            self.events.append({"type": "agent.transfer_failed", "reason": self.escalation.reason})
+        self.escalation = None
+        self.misunderstood = 0
+        self.low_conf = 0
+        self.state = CONVERSE if self._next_field() is None else COLLECT
 
     def phrase_hints(self) -> list[str]:
         """Words the STT should expect now (choices, yes/no, dates), plus "оператор"."""
@@ -777,7 +793,7 @@ class AgentSession:
         try:
             snippets = retrieve(self.ctx.project_id, text,
                                 source_ids=[uuid.UUID(s) for s in kcfg["source_ids"]] or None,
-                                limit=int(kcfg["limit"]))
+                                limit=int(kcfg["limit"]), run=self.ctx.offload)
         except Exception:  # noqa: BLE001 - a knowledge-base failure must not drop the call
             log.exception("knowledge retrieval failed", extra={"trace_id": self.ctx.trace_id})
             return []

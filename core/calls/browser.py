@@ -48,12 +48,14 @@ def finish_browser_call(call: Call, recorder: CallRecorder, ended_by: str) -> No
     """Close the row the way a phone hang-up would (outcome, duration, call.ended)."""
     now = utcnow()
     duration = max(0, int((now - call.started_at).total_seconds()))
-    fields = {"state": StoredState.ENDED.value, "ended_at": now, "duration_s": duration, "billsec": duration,
+    fields = {"state": StoredState.ENDED.value, "ended_at": now, "duration_s": duration, "billsec": 0,
               "outcome": CallOutcome.COMPLETED.value, "ended_by": ended_by, "hangup_cause": "NORMAL_CLEARING",
               "hangup_cause_text": "Разговор завершён", "human_status": human_status(CallState.ENDED)}
+    from core.billing.costs import price_call
     with database.connection_context():
         recorder.persist(fields)
         payload = {"outcome": fields["outcome"], "duration_s": duration, "human_status": fields["human_status"],
                    "channel": "browser"}
         recorder.add_event("ended", now, "Разговор завершён", payload)
+        price_call(call.id)  # the engines it used; no trunk minutes (billsec is 0 on a browser line)
     recorder.publish("call.ended", now, payload)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -148,7 +148,8 @@ class _ModelScan:
     best: dict[uuid.UUID, float]
 
 
-def _scan(params: dict, query: str, encoder: TextEncoder, source_ids: Sequence[Any] | None) -> _ModelScan:
+def _scan(params: dict, query: str, encoder: TextEncoder, source_ids: Sequence[Any] | None,
+          run: Callable[..., Any]) -> _ModelScan:
     """Cosines of the question with every view of the searchable chunks embedded by this model."""
     sql = ("SELECT v.chunk_id, v.kind, v.embedding FROM kb_vectors v JOIN kb_chunks c ON c.id = v.chunk_id "
            + _FILTER_SQL.format(scope=_scope_sql(source_ids)).replace("FROM kb_chunks c", "", 1)
@@ -158,13 +159,22 @@ def _scan(params: dict, query: str, encoder: TextEncoder, source_ids: Sequence[A
     if not rows:
         return scan
     matrix = np.vstack([from_blob(r[2], encoder.dim) for r in rows])
-    cosines = matrix @ encoder.encode([query], query=True)[0]
+    cosines = run(_cosines, matrix, encoder, query)
     for (chunk_id, kind, _), cosine in zip(rows, cosines):
         key, value = _uuid(chunk_id), float(cosine)
         group = scan.groups.setdefault(GROUP_OF_KIND.get(kind, "whole"), {})
         group[key] = max(group.get(key, -1.0), value)
         scan.best[key] = max(scan.best.get(key, -1.0), value)
     return scan
+
+
+def _cosines(matrix: np.ndarray, encoder: TextEncoder, query: str) -> np.ndarray:
+    """The CPU part of a scan (model inference and the product): what ``run`` moves off the loop."""
+    return matrix @ encoder.encode([query], query=True)[0]
+
+
+def _inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
 
 
 def _uuid(value: Any) -> uuid.UUID:
@@ -210,8 +220,12 @@ def _snippets(params: dict, ranked: list[tuple[float, uuid.UUID]]) -> list[Snipp
 
 
 def search(project_id: Any, query: str, *, source_ids: Sequence[Any] | None = None, limit: int = 4,
-           embedder: Embedder | None = None) -> list[Snippet]:
-    """Hybrid search with an explicit embedder (None: word match only)."""
+           embedder: Embedder | None = None, run: Callable[..., Any] | None = None) -> list[Snippet]:
+    """Hybrid search with an explicit embedder (None: word match only).
+
+    ``run(fn, *args)`` executes the model inference; the voice loop passes its inference pool so the
+    gevent loop only waits on the database, never on the CPU.
+    """
     query = strip_fillers(query or "")
     if not query or limit <= 0:
         return []
@@ -219,16 +233,18 @@ def search(project_id: Any, query: str, *, source_ids: Sequence[Any] | None = No
                               "active": KbEntryStatus.ACTIVE.value,
                               "sources": [str(s) for s in source_ids or []]}
     words = _word_hits(params, query_terms(query), lemma_terms(query), source_ids)
-    scans = [_scan(params, query, enc, source_ids) for enc in embedder.encoders] if embedder else []
+    scans = [_scan(params, query, enc, source_ids, run or _inline) for enc in embedder.encoders] if embedder else []
     return _snippets(params, _rank(words, scans)[:limit])
 
 
-def retrieve(project_id: Any, query: str, *, source_ids: list | None = None, limit: int = 4) -> list[Snippet]:
+def retrieve(project_id: Any, query: str, *, source_ids: list | None = None, limit: int = 4,
+             run: Callable[..., Any] | None = None) -> list[Snippet]:
     """The best knowledge snippets of one project for a caller's question, with citations.
 
     ``source_ids`` limits document and FAQ-set sources to the agent's knowledge sources; standalone
     FAQ entries of the project are always searched. Uses every installed embedding model. Costs a
     few milliseconds of CPU per model (USE ~1 ms, E5 up to ~50 ms on a busy machine) plus the
-    queries: call it from the inference pool, not from the gevent loop.
+    queries: under gevent pass ``run`` (the inference pool's ``run``) so the models run off the loop.
     """
-    return search(project_id, query, source_ids=source_ids, limit=limit, embedder=get_embedder())
+    embedder = run(get_embedder) if run is not None else get_embedder()  # the first call loads the models
+    return search(project_id, query, source_ids=source_ids, limit=limit, embedder=embedder, run=run)
