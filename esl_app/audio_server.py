@@ -59,6 +59,13 @@ class ForkSocket:
             self.closed = True
             return False
 
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.closed = True
+
 
 def create_audio_app(runtime: "EslRuntime") -> Flask:
     app = Flask("voiceai-audio")

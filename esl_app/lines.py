@@ -6,7 +6,6 @@ cabinet's "Поговорить с агентом" page, which streams the micro
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -90,20 +89,18 @@ class BrowserLine:
     fs_uuid = None
 
     def __init__(self, ws: Any, call: Any, rate: int) -> None:
-        self.ws = ws
+        from esl_app.audio_server import ForkSocket
+        self.sock = ForkSocket(ws, rate)  # the same guarded socket I/O as a mod_audio_fork connection
         self.call = call
         self.rate = rate
-        self.closed = False
         self.hangup_reason: str | None = None
 
+    @property
+    def closed(self) -> bool:
+        return self.sock.closed
+
     def receive(self, timeout: float | None = None) -> bytes | str | None:
-        if self.closed:
-            return None
-        try:
-            return self.ws.receive(timeout=timeout)
-        except Exception:  # noqa: BLE001 - ConnectionClosed and friends
-            self.closed = True
-            return None
+        return None if self.sock.closed else self.sock.receive(timeout=timeout)
 
     def attach(self, listener: Callable[..., None]) -> None:
         """No telephony events on a browser line."""
@@ -115,14 +112,7 @@ class BrowserLine:
         raise RuntimeError("a browser line only streams audio")
 
     def send_audio(self, pcm16: bytes) -> bool:
-        if self.closed:
-            return False
-        try:
-            self.ws.send(pcm16)
-            return True
-        except Exception:  # noqa: BLE001
-            self.closed = True
-            return False
+        return not self.sock.closed and self.sock.send_audio(pcm16)
 
     def stop_audio(self) -> None:
         self.notify({"type": "clear"})
@@ -130,11 +120,7 @@ class BrowserLine:
     def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         self.hangup_reason = cause
         self.notify({"type": "hangup", "reason": cause})
-        try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001
-            pass
-        self.closed = True
+        self.sock.close()
 
     def can_transfer(self) -> bool:
         return False
@@ -143,9 +129,5 @@ class BrowserLine:
         raise RuntimeError("a browser line cannot be transferred")
 
     def notify(self, payload: dict[str, Any]) -> None:
-        if self.closed:
-            return
-        try:
-            self.ws.send(json.dumps(payload, ensure_ascii=False))
-        except Exception:  # noqa: BLE001
-            self.closed = True
+        if not self.sock.closed:
+            self.sock.send_json(payload)

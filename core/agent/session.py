@@ -96,6 +96,15 @@ class ToolCall:
     invocation_id: str | None = None
 
 
+def _sentences(chunks: Iterator[LlmChunk]) -> Iterator[str]:
+    """Streamed LLM text as whole sentences, each as soon as it is complete (the guardrail checks them)."""
+    from core.voice.sentences import SentenceStream
+    splitter = SentenceStream()
+    for chunk in chunks:
+        yield from splitter.feed(chunk.text)
+    yield from splitter.flush()
+
+
 class LlmFailed(Exception):
     """The injected LLM failed (engine error, empty or error finish): switch to the fallback."""
 
@@ -712,17 +721,7 @@ class AgentSession:
                                  max_tokens=int(self.cfg["llm"]["max_tokens"]),
                                  temperature=float(self.cfg["llm"]["temperature"]), cache_prefix=len(static))
             allowed = self._allowed_texts(snippets, extra)
-            from core.voice.sentences import SentenceStream
-            splitter = SentenceStream()
-            for chunk in self._llm_chunks(request):
-                for sentence in splitter.feed(chunk.text):
-                    if unsupported_numbers(sentence, allowed):
-                        yield phrase("no_info", self.formality) + " "
-                        self.events.append({"type": "agent.guardrail", "sentence": sentence})
-                        return
-                    produced = True
-                    yield sentence + " "
-            for sentence in splitter.flush():
+            for sentence in _sentences(self._llm_chunks(request)):
                 if unsupported_numbers(sentence, allowed):
                     yield phrase("no_info", self.formality) + " "
                     self.events.append({"type": "agent.guardrail", "sentence": sentence})

@@ -83,9 +83,6 @@ PLAYGROUND_MESSAGE = S.obj(["text"], {"text": {"type": "string", "minLength": 1,
                                       "use_real_data": {"type": "boolean"}})
 
 
-def _iso(v):
-    return v.isoformat() if v else None
-
 
 def _user_id() -> uuid.UUID | None:
     return g.principal.id if g.principal.kind == "user" else None
@@ -123,7 +120,7 @@ def _based_on_number(v: AgentVersion) -> int | None:
 
 def serialize_version(v: AgentVersion, full: bool = False) -> dict[str, Any]:
     data = {"version": v.version, "state": v.state, "comment": v.comment, "created_at": v.created_at.isoformat(),
-            "published_at": _iso(v.published_at), "based_on": _based_on_number(v)}
+            "published_at": S.iso(v.published_at), "based_on": _based_on_number(v)}
     if full:
         data.update({"id": str(v.id), "agent_id": str(v.agent_id), "config_json": v.config_json or {},
                      "config_schema": v.config_schema})

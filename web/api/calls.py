@@ -268,12 +268,6 @@ def keyset_page(query: pw.ModelSelect, serialize) -> dict[str, Any]:
 
 # ---- serializers -----------------------------------------------------------------------------------------
 
-def _iso(v):
-    return v.isoformat() if v else None
-
-
-def _sid(v) -> str | None:
-    return str(v) if v else None
 
 
 def _can_see_costs() -> bool:
@@ -285,13 +279,13 @@ def _can_see_costs() -> bool:
 def serialize_call(c: Call, with_events: bool = False) -> dict:
     data = {"id": str(c.id), "project_id": str(c.project_id), "direction": c.direction,
             "from_number": c.from_number, "to_number": c.to_number, "state": c.state,
-            "human_status": c.human_status, "started_at": _iso(c.started_at), "answered_at": _iso(c.answered_at),
-            "ended_at": _iso(c.ended_at), "duration_s": c.duration_s, "billsec": c.billsec, "outcome": c.outcome,
+            "human_status": c.human_status, "started_at": S.iso(c.started_at), "answered_at": S.iso(c.answered_at),
+            "ended_at": S.iso(c.ended_at), "duration_s": c.duration_s, "billsec": c.billsec, "outcome": c.outcome,
             "outcome_label": outcome_label(c.outcome) if c.outcome else None,
             "hangup_cause": c.hangup_cause, "hangup_cause_text": c.hangup_cause_text,
-            "agent_id": _sid(c.agent_id), "agent_name": getattr(c, "agent_name", None),
-            "agent_version_id": _sid(c.agent_version_id), "phone_number_id": _sid(c.phone_number_id),
-            "sip_connection_id": _sid(c.sip_connection_id), "campaign_id": _sid(c.campaign_id),
+            "agent_id": S.sid(c.agent_id), "agent_name": getattr(c, "agent_name", None),
+            "agent_version_id": S.sid(c.agent_version_id), "phone_number_id": S.sid(c.phone_number_id),
+            "sip_connection_id": S.sid(c.sip_connection_id), "campaign_id": S.sid(c.campaign_id),
             "is_test": c.is_test, "trace_id": c.trace_id,
             "has_recording": bool(c.recording_path and not c.recording_deleted_at),
             "has_errors": c.has_errors, "summary": c.summary}
@@ -313,7 +307,7 @@ def serialize_issue(i: CallIssue) -> dict:
     fix = list(entry.human_how_to_fix) if entry else list(_USER_REPORT_FIX)
     return {"id": str(i.id), "code": i.code, "title": title, "how_to_fix": fix, "source": i.source,
             "comment": i.comment, "trace_id": i.trace_id, "created_at": i.created_at.isoformat(),
-            "resolved_at": _iso(i.resolved_at)}
+            "resolved_at": S.iso(i.resolved_at)}
 
 
 _COST_LINES = (("telephony", "Телефония", "telephony_cost"), ("stt", "Распознавание речи", "stt_cost"),
@@ -344,7 +338,7 @@ def serialize_details(c: Call) -> dict:
         {"id": str(t.id), "tool_name": t.tool_name, "provider": t.provider, "status": t.status, "attempt": t.attempt,
          "duration_ms": t.duration_ms, "error_code": t.error_code,
          "error_title": CATALOG[t.error_code].human_title if t.error_code in CATALOG else None,
-         "error_message": t.error_message, "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at),
+         "error_message": t.error_message, "started_at": S.iso(t.started_at), "finished_at": S.iso(t.finished_at),
          "trace_id": t.trace_id} for t in tools]
     issues = CallIssue.select().where(CallIssue.call == c.id).order_by(CallIssue.created_at)
     data["issues"] = [serialize_issue(i) for i in issues]
@@ -354,7 +348,7 @@ def serialize_details(c: Call) -> dict:
         {"id": str(p.id), "reason": p.reason, "reason_text": p.reason_text, "summary": p.summary,
          "collected": p.collected_json or {}, "transcript_excerpt": p.transcript_excerpt, "status": p.status,
          "transfer_mode": p.transfer_mode, "target": p.target, "created_at": p.created_at.isoformat(),
-         "accepted_at": _iso(p.accepted_at)} for p in packets]
+         "accepted_at": S.iso(p.accepted_at)} for p in packets]
     listen = g.principal.can("calls.listen", g.project.id)
     data["recording_url"] = f"/api/calls/{c.id}/recording" if data["has_recording"] and listen else None
     return data

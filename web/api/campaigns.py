@@ -93,21 +93,15 @@ OUTBOUND = S.obj(["to", "agent_id"], {
 SINGLE_CALLS_PER_MINUTE = 30
 
 
-def _iso(v):
-    return v.isoformat() if v else None
-
-
-def _sid(v) -> str | None:
-    return str(v) if v else None
 
 
 def serialize(c: Campaign, with_counts: bool = False) -> dict[str, Any]:
     out = {"id": str(c.id), "project_id": str(c.project_id), "name": c.name, "description": c.description,
-           "purpose": c.purpose, "agent_id": str(c.agent_id), "agent_version_id": _sid(c.agent_version_id),
-           "sip_connection_id": _sid(c.sip_connection_id), "caller_id": c.caller_id, "timezone": c.timezone,
+           "purpose": c.purpose, "agent_id": str(c.agent_id), "agent_version_id": S.sid(c.agent_version_id),
+           "sip_connection_id": S.sid(c.sip_connection_id), "caller_id": c.caller_id, "timezone": c.timezone,
            "schedule_json": c.schedule_json or {}, "limits_json": c.limits_json or {}, "status": c.status,
-           "pause_reason": c.pause_reason, "created_at": _iso(c.created_at), "started_at": _iso(c.started_at),
-           "finished_at": _iso(c.finished_at)}
+           "pause_reason": c.pause_reason, "created_at": S.iso(c.created_at), "started_at": S.iso(c.started_at),
+           "finished_at": S.iso(c.finished_at)}
     if with_counts:
         from core.campaigns.stats import contact_counts
         out["contacts"] = contact_counts(c.id)
@@ -299,7 +293,7 @@ def get_stats(campaign_id: str):
 # -- DNC list ---------------------------------------------------------------------------------------
 def serialize_dnc(d: DncEntry) -> dict:
     return {"id": str(d.id), "phone_e164": d.phone_e164, "reason": d.reason, "source": d.source,
-            "call_id": _sid(d.call_id), "expires_at": _iso(d.expires_at), "created_at": _iso(d.created_at)}
+            "call_id": S.sid(d.call_id), "expires_at": S.iso(d.expires_at), "created_at": S.iso(d.created_at)}
 
 
 @group.route("/dnc", ["GET"], permission="campaigns.read", responses={200: S.page_of("DncEntry")},
@@ -343,8 +337,8 @@ def remove_dnc(entry_id: str):
 # -- consents -----------------------------------------------------------------------------------------
 def serialize_consent(c: Consent) -> dict:
     return {"id": str(c.id), "phone_e164": c.phone_e164, "purpose": c.purpose, "channel": c.channel,
-            "source": c.source, "granted_at": _iso(c.granted_at), "revoked_at": _iso(c.revoked_at),
-            "evidence_json": c.evidence_json or {}, "created_at": _iso(c.created_at)}
+            "source": c.source, "granted_at": S.iso(c.granted_at), "revoked_at": S.iso(c.revoked_at),
+            "evidence_json": c.evidence_json or {}, "created_at": S.iso(c.created_at)}
 
 
 @group.route("/consents", ["GET"], permission="campaigns.read", responses={200: S.page_of("Consent")},
@@ -415,7 +409,7 @@ def outbound_call():
                                 body.get("timezone"), now)
     if refusal is not None:
         raise AppError("CONFLICT", {"reason": refusal.message, "rule": refusal.code,
-                                    "next_allowed_at": _iso(refusal.next_allowed_at)})
+                                    "next_allowed_at": S.iso(refusal.next_allowed_at)})
     from core.billing.budgets import budget_reached
     verdict = budget_reached(g.project.id, None, None, now)
     if verdict is not None:

@@ -55,42 +55,36 @@ S.COMPONENTS["CrmContactCard"] = S.obj(_CONTACT_REQUIRED + ["deals", "tasks", "n
     "call_links": {"type": "array", "items": S.ref("CrmCallLink")}})
 
 
-def _sid(v) -> str | None:
-    return str(v) if v else None
-
-
-def _iso(v):
-    return v.isoformat() if v else None
 
 
 def serialize_contact(c: CrmContact) -> dict:
     return {"id": str(c.id), "project_id": str(c.project_id), "full_name": c.full_name,
-            "phone_e164": c.phone_e164, "email": c.email, "company_id": _sid(c.company_id), "source": c.source,
-            "fields": c.fields_json or {}, "last_contacted_at": _iso(c.last_contacted_at),
+            "phone_e164": c.phone_e164, "email": c.email, "company_id": S.sid(c.company_id), "source": c.source,
+            "fields": c.fields_json or {}, "last_contacted_at": S.iso(c.last_contacted_at),
             "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat()}
 
 
 def serialize_deal(d: CrmDeal) -> dict:
-    return {"id": str(d.id), "contact_id": _sid(d.contact_id), "title": d.title, "amount": str(d.amount),
+    return {"id": str(d.id), "contact_id": S.sid(d.contact_id), "title": d.title, "amount": str(d.amount),
             "currency": d.currency, "pipeline": d.pipeline, "stage": d.stage, "status": d.status,
             "source": d.source, "fields": d.fields_json or {}, "created_at": d.created_at.isoformat()}
 
 
 def serialize_task(t: CrmTask) -> dict:
-    return {"id": str(t.id), "contact_id": _sid(t.contact_id), "deal_id": _sid(t.deal_id),
-            "call_id": _sid(t.call_id), "title": t.title, "description": t.description, "kind": t.kind,
-            "status": t.status, "due_at": _iso(t.due_at), "created_at": t.created_at.isoformat()}
+    return {"id": str(t.id), "contact_id": S.sid(t.contact_id), "deal_id": S.sid(t.deal_id),
+            "call_id": S.sid(t.call_id), "title": t.title, "description": t.description, "kind": t.kind,
+            "status": t.status, "due_at": S.iso(t.due_at), "created_at": t.created_at.isoformat()}
 
 
 def serialize_note(n: CrmNote) -> dict:
-    return {"id": str(n.id), "contact_id": _sid(n.contact_id), "deal_id": _sid(n.deal_id),
-            "call_id": _sid(n.call_id), "body": n.body, "author_kind": n.author_kind,
+    return {"id": str(n.id), "contact_id": S.sid(n.contact_id), "deal_id": S.sid(n.deal_id),
+            "call_id": S.sid(n.call_id), "body": n.body, "author_kind": n.author_kind,
             "created_at": n.created_at.isoformat()}
 
 
 def serialize_link(link: CrmCallLink, call: Call) -> dict:
     return {"id": str(link.id), "call_id": str(link.call_id), "contact_id": str(link.contact_id),
-            "deal_id": _sid(link.deal_id), "created_at": link.created_at.isoformat(),
+            "deal_id": S.sid(link.deal_id), "created_at": link.created_at.isoformat(),
             "call": {"id": str(call.id), "direction": call.direction, "from_number": call.from_number,
                      "to_number": call.to_number, "started_at": call.started_at.isoformat(),
                      "outcome": call.outcome, "summary": call.summary}}

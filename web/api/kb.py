@@ -77,12 +77,6 @@ ADD_TO_KB = {**S.obj([], {"question": {**TEXT, "maxLength": 1000}, "answer": TEX
              "minProperties": 1}
 
 
-def _iso(v):
-    return v.isoformat() if v else None
-
-
-def _sid(v) -> str | None:
-    return str(v) if v else None
 
 
 def serialize_source(s: KbSource) -> dict:
@@ -90,15 +84,15 @@ def serialize_source(s: KbSource) -> dict:
             "filename": s.filename, "content_type": s.content_type, "size_bytes": s.size_bytes,
             "sha256": s.sha256, "status": s.status, "status_text": STATUS_TEXT.get(s.status, s.status),
             "error": s.error, "error_code": s.error_code, "chunk_count": s.chunk_count,
-            "embedding_model": s.embedding_model, "indexed_at": _iso(s.indexed_at),
+            "embedding_model": s.embedding_model, "indexed_at": S.iso(s.indexed_at),
             "created_at": s.created_at.isoformat(), "updated_at": s.updated_at.isoformat()}
 
 
 def serialize_entry(e: KbEntry) -> dict:
-    return {"id": str(e.id), "project_id": str(e.project_id), "source_id": _sid(e.source_id),
+    return {"id": str(e.id), "project_id": str(e.project_id), "source_id": S.sid(e.source_id),
             "question": e.question, "answer": e.answer, "status": e.status, "tags": list(e.tags_json or []),
-            "from_call_id": _sid(e.from_call_id), "created_at": e.created_at.isoformat(),
-            "updated_at": e.updated_at.isoformat(), "reviewed_at": _iso(e.reviewed_at)}
+            "from_call_id": S.sid(e.from_call_id), "created_at": e.created_at.isoformat(),
+            "updated_at": e.updated_at.isoformat(), "reviewed_at": S.iso(e.reviewed_at)}
 
 
 def _get(model, raw_id: str, entity: str):
@@ -323,7 +317,7 @@ def search():
             raise ValidationFailed({"source_id": "Ожидается UUID документа"})
     snippets = retrieve(g.project.id, q, source_ids=source_ids, limit=limit)
     return {"query": q, "items": [{"text": s.text, "score": s.score, "chunk_id": str(s.chunk_id),
-                                   "source_id": _sid(s.source_id), "entry_id": _sid(s.entry_id),
+                                   "source_id": S.sid(s.source_id), "entry_id": S.sid(s.entry_id),
                                    "source_name": s.source_name, "citation": s.citation} for s in snippets]}
 
 

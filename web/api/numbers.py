@@ -122,12 +122,6 @@ S.COMPONENTS.update({
 })
 
 
-def _iso(v):
-    return v.isoformat() if v else None
-
-
-def _sid(v) -> str | None:
-    return str(v) if v else None
 
 
 def serialize_conn(c: SipConnection) -> dict:
@@ -137,24 +131,24 @@ def serialize_conn(c: SipConnection) -> dict:
             "allowed_ips": list(c.allowed_ips_json or []), "gateway_name": c.gateway_name,
             "has_password": bool(c.password_encrypted), "status": c.status,
             "max_concurrent_calls": c.max_concurrent_calls, "register_expires_s": c.register_expires_s,
-            "last_check_at": _iso(c.last_check_at), "last_check": c.last_check_result_json or {},
+            "last_check_at": S.iso(c.last_check_at), "last_check": c.last_check_result_json or {},
             "created_at": c.created_at.isoformat()}
 
 
 def serialize_number(n: PhoneNumber) -> dict:
     return {"id": str(n.id), "project_id": str(n.project_id), "e164_number": n.e164_number, "label": n.label,
-            "sip_connection_id": str(n.sip_connection_id), "agent_id": _sid(n.agent_id),
+            "sip_connection_id": str(n.sip_connection_id), "agent_id": S.sid(n.agent_id),
             "schedule": n.schedule_json or {}, "timezone": n.timezone, "after_hours_action": n.after_hours_action,
             "after_hours_message": n.after_hours_message, "recording_enabled": n.recording_enabled,
-            "recording_notice_text": n.recording_notice_text, "operator_route_id": _sid(n.operator_route_id),
+            "recording_notice_text": n.recording_notice_text, "operator_route_id": S.sid(n.operator_route_id),
             "status": n.status, "created_at": n.created_at.isoformat()}
 
 
 def serialize_route(r: OperatorRoute) -> dict:
     return {"id": str(r.id), "project_id": str(r.project_id), "name": r.name, "kind": r.kind, "target": r.target,
-            "sip_connection_id": _sid(r.sip_connection_id), "ring_timeout_s": r.ring_timeout_s,
+            "sip_connection_id": S.sid(r.sip_connection_id), "ring_timeout_s": r.ring_timeout_s,
             "ring_strategy": r.ring_strategy, "fallback_action": r.fallback_action,
-            "fallback_route_id": _sid(r.fallback_route_id), "whisper_enabled": r.whisper_enabled,
+            "fallback_route_id": S.sid(r.fallback_route_id), "whisper_enabled": r.whisper_enabled,
             "caller_id": r.caller_id, "enabled": r.enabled, "created_at": r.created_at.isoformat()}
 
 
@@ -550,9 +544,9 @@ S.COMPONENTS["RoutingRule"] = S.obj(["id", "priority", "action", "match", "enabl
 
 
 def serialize_rule(r) -> dict:  # type: ignore[no-untyped-def]
-    return {"id": str(r.id), "project_id": str(r.project_id), "phone_number_id": _sid(r.phone_number_id),
+    return {"id": str(r.id), "project_id": str(r.project_id), "phone_number_id": S.sid(r.phone_number_id),
             "priority": r.priority, "name": r.name, "match": r.match_json or {}, "action": r.action,
-            "agent_id": _sid(r.agent_id), "operator_route_id": _sid(r.operator_route_id),
+            "agent_id": S.sid(r.agent_id), "operator_route_id": S.sid(r.operator_route_id),
             "message_text": r.message_text, "enabled": r.enabled, "created_at": r.created_at.isoformat()}
 
 

@@ -15,6 +15,16 @@ TS_NULL = {"type": ["string", "null"], "format": "date-time"}
 ROLE_NAME = {"type": "string", "enum": sorted(ROLES)}
 
 
+def iso(value: Any) -> str | None:
+    """A timestamp (or date) as ISO 8601 for responses; None stays None."""
+    return value.isoformat() if value else None
+
+
+def sid(value: Any) -> str | None:
+    """An id (UUID or foreign key value) as a string for responses; None stays None."""
+    return str(value) if value else None
+
+
 def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
