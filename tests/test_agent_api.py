@@ -10,7 +10,7 @@ from core.agent.session import AgentSession, SessionContext
 from core.calls.store import inbound_call_from_channel
 from models.agents import AgentPolicy, AgentSettings, AgentTool, AgentVersion
 from models.calls import Call, ToolInvocation
-from models.crm import CrmContact
+from models.crm import CrmContact, CrmDeal, CrmTask
 from models.saas import AuditLog
 from tests.support.api import login
 
@@ -160,13 +160,16 @@ def test_playground_chats_with_a_draft_in_a_sandbox(api, t):
     assert reply["reply"] == "Телефон: +7 916 123-45-67. Верно?" and reply["state"] == "confirm"
     reply = owner.post(path, json={"text": "да"}).get_json()
     assert reply["ended"] is True and reply["state"] == "close" and reply["sandbox"] is True
-    # each sandboxed tool call is rolled back on its own, so the task cannot see the deal made just before
-    # (the template lets the task fail without stopping the conversation); the playground shows it as is
+    # the turn's sandboxed writes see each other (the task is attached to the deal made just before),
+    # then the whole turn is rolled back; the invocation rows stay
     assert [(c["name"], c["ok"]) for c in reply["tool_calls"]] == [
-        ("crm_find_or_create_contact", True), ("crm_create_deal", True), ("crm_create_task", False)]
+        ("crm_find_or_create_contact", True), ("crm_create_deal", True), ("crm_create_task", True)]
     assert reply["tool_calls"][1]["data"]["deal"]["title"] == "Заявка: ООО Ромашка"
-    assert CrmContact.select().count() == 0  # sandbox: the real result was computed and rolled back
-    assert ToolInvocation.select().count() == 3
+    assert CrmContact.select().count() == 0 and CrmDeal.select().count() == 0 and CrmTask.select().count() == 0
+    rows = list(ToolInvocation.select().order_by(ToolInvocation.created_at))
+    assert [(r.tool_name, r.status, r.request_json["sandbox"]) for r in rows] == [
+        ("crm_find_or_create_contact", "succeeded", True), ("crm_create_deal", "succeeded", True),
+        ("crm_create_task", "succeeded", True)]
     assert owner.post(f"/api/agents/{aid}/playground/nope/messages", json={"text": "x"}).status_code == 404
 
 

@@ -97,5 +97,10 @@ def context(ps: PlaygroundSession, version_agent_id: uuid.UUID, trace_id: str, u
 
 
 def run_turn(session: AgentSession, text: str) -> str:
-    """One playground turn: the whole reply as text."""
-    return "".join(session.respond(text)).strip()
+    """One playground turn: the whole reply as text. In a sandbox the turn's tool writes are visible
+    to each other (chained actions work) and rolled back together at the end of the turn."""
+    if not session.ctx.sandbox:
+        return "".join(session.respond(text)).strip()
+    from core.tools.registry import sandbox_turn
+    with sandbox_turn():
+        return "".join(session.respond(text)).strip()

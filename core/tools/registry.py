@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 import peewee as pw
 
@@ -70,6 +72,29 @@ class _SandboxRollback(Exception):
     """Raised inside the tool's transaction to discard a sandbox run's writes."""
 
 
+# Inside ``sandbox_turn``: the invocation rows of the turn (re-inserted after the rollback).
+_turn_rows: ContextVar[list[Any] | None] = ContextVar("voiceai_sandbox_turn", default=None)
+
+
+@contextmanager
+def sandbox_turn() -> Iterator[None]:
+    """One playground turn in a sandbox: the tools' writes stay visible to each other for the whole
+    turn (a task can be attached to the deal the previous action created), then all of them are
+    rolled back together. The turn's ``tool_invocations`` rows are kept: they are re-inserted."""
+    rows: list[Any] = []
+    token = _turn_rows.set(rows)
+    try:
+        with database.atomic() as txn:
+            try:
+                yield
+            finally:
+                txn.rollback()
+    finally:
+        _turn_rows.reset(token)
+    for row in rows:
+        row.save(force_insert=True)
+
+
 def _failure(code: str, message: str, data: dict[str, Any] | None = None) -> tuple[bool, dict, str, str]:
     return False, dict(data or {}), code, message
 
@@ -85,7 +110,7 @@ def _run(tool: Tool, ctx: ToolContext, args: dict[str, Any]) -> tuple[bool, dict
     try:
         with database.atomic():
             result = jsonable(tool.run(ctx, args) or {})
-            if ctx.sandbox:
+            if ctx.sandbox and _turn_rows.get() is None:  # in a sandbox turn the turn rolls back
                 raise _SandboxRollback()
     except _SandboxRollback:
         pass
@@ -135,5 +160,8 @@ def invoke(ctx: ToolContext, name: str, args: dict[str, Any]) -> ToolResult:
                        code, message)
     except Exception:  # noqa: BLE001
         log.exception("tool invocation result not recorded", extra={"trace_id": ctx.trace_id, "tool": name})
+    turn_rows = _turn_rows.get()
+    if ctx.sandbox and turn_rows is not None and journal.row is not None:
+        turn_rows.append(journal.row)
     return ToolResult(ok=ok, data=data, error_code=code, error_message=message,
                       invocation_id=journal.row.id if journal.row else None, duration_ms=duration_ms)
