@@ -172,6 +172,9 @@ class CommandExecutor:
             if not re.match(r"^[a-z0-9_]{1,40}$", key):
                 raise ValueError(f"bad variable name {key!r}")
             variables[f"voiceai_var_{key}"] = _var(value)
+        if a.get("agent") and self.runtime.settings.voice_enabled:
+            # The agent talks on answer: the answered leg streams its audio to this esl_app, as inbound calls do.
+            variables["api_on_answer"] = f"'{self._audio_fork(fs_uuid)}'"
         dial = a.get("dial_string") or f"sofia/gateway/{_var(a['gateway'])}/{_var(a['to'])}"
         app = a.get("app", "&park()")
         vars_text = ",".join(f"{k}={v}" for k, v in variables.items())
@@ -189,6 +192,13 @@ class CommandExecutor:
             worker.greenlet.join(timeout=5)
         self._close_call(call_id, info.outcome.value, reply.removeprefix("-ERR").strip() or "FAILED", info.title)
         return {"ok": False, "outcome": info.outcome.value, "reply": reply, "reason_ru": info.title}
+
+    def _audio_fork(self, fs_uuid: str) -> str:
+        """The answered outbound leg's audio stream (the channel uuid is known: no variable expansion;
+        the metadata has no comma, which would split the originate variable block)."""
+        from core.telephony.render import audio_fork_command
+        s = self.runtime.settings
+        return audio_fork_command(fs_uuid, f"ws://{s.audio_ws_host}:{s.audio_ws_port}/audio", "8k", {"callId": fs_uuid})
 
     def _close_call(self, call_id: str | None, outcome: str, cause: str, text: str) -> None:
         if not call_id:

@@ -49,9 +49,15 @@ def make_database(url: str, pooled: bool = False, max_connections: int = 32) -> 
 
 
 def bind_database(url: str, pooled: bool = False) -> PostgresqlExtDatabase:
-    """Bind the global proxy to a database URL and return the handle."""
+    """Bind the global proxy to a database URL and return the handle.
+
+    Also imports every model module, so foreign keys declared by class name (``LateForeignKey``,
+    e.g. ``calls.campaign``) are resolved in every process, not only where campaigns were imported.
+    """
     db = make_database(url, pooled=pooled)
     database.initialize(db)
+    from models import all_models
+    all_models()
     return db
 
 

@@ -170,8 +170,21 @@ def test_limits_validation_and_defaults():
 
 
 # -- pacing -----------------------------------------------------------------------------------------------
+def test_default_burst_keeps_any_minute_within_five_percent():
+    b = bucket_for(600)  # 10 a second
+    assert b.capacity == 30  # 3 s of calls
+    started = 0
+    t = 1000.0
+    for _ in range(600):  # a dialer ticking every 100 ms for a minute, always wanting more
+        n = b.available(t)
+        b.take(n, t)
+        started += n
+        t += 0.1
+    assert 600 <= started <= 630
+
+
 def test_token_bucket_paces_calls_per_minute():
-    b = bucket_for(120)  # 2 a second, burst of 2
+    b = bucket_for(120, burst_s=1.0)  # 2 a second, burst of 2
     t = 1000.0
     assert b.available(t) == 1
     b.take(1, t)

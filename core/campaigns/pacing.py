@@ -32,7 +32,13 @@ class TokenBucket:
         self.tokens -= n
 
 
-def bucket_for(calls_per_minute: float, burst_s: float = 1.0) -> TokenBucket:
+# Seconds of calls a bucket may save up: a dialer tick delayed by a slow query or a restarted worker
+# catches up instead of losing those calls, while any 60-second window stays within 105 % of the
+# calls-per-minute limit (60 s of tokens plus 3 s saved).
+BURST_S = 3.0
+
+
+def bucket_for(calls_per_minute: float, burst_s: float = BURST_S) -> TokenBucket:
     """A bucket whose burst is ``burst_s`` seconds of calls (at least one call)."""
     rate = calls_per_minute / 60.0
     return TokenBucket(rate_per_s=rate, capacity=max(1.0, rate * burst_s))

@@ -65,7 +65,7 @@ def prepare_call(req: OutboundRequest, node: str = "default") -> tuple[Call, Tel
               "gateway": req.sip_connection.gateway_name, "caller_id": caller_id.lstrip("+") or None,
               "timeout_s": req.timeout_s,
               "variables": dict(req.variables or {}) if req.variables_on_channel else {}, "app": req.app,
-              "recording": req.recording})
+              "recording": req.recording, "agent": req.agent_id is not None})
     return call, cmd
 
 

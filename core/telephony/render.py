@@ -244,11 +244,16 @@ def _audio_fork_data(route: NumberRoute) -> str:
                                         "wss:// без пробелов и символов $ { }")
     if route.sample_rate not in ("8k", "16k"):
         raise SpecError("sample_rate", "Частота: 8k или 16k")
+    return "api_on_answer=" + audio_fork_command("${uuid}", url, route.sample_rate,
+                                                 {"callId": "${uuid}", "projectId": route.project_id,
+                                                  "numberId": route.number_id})
+
+
+def audio_fork_command(channel: str, url: str, sample_rate: str, meta: dict[str, str]) -> str:
+    """``uuid_audio_fork <channel> start <ws url> mono <8k|16k> voiceai <metadata>``: what starts the
+    call's audio stream to esl_app on answer (inbound dialplan and outbound originate alike)."""
     # No spaces: mod_audio_fork splits its arguments on spaces, the metadata must be one argument.
-    meta = json.dumps({"callId": "${uuid}", "projectId": route.project_id,
-                       "numberId": route.number_id}, separators=(",", ":"))
-    return (f"api_on_answer=uuid_audio_fork ${{uuid}} start {url} mono {route.sample_rate} "
-            f"voiceai {meta}")
+    return f"uuid_audio_fork {channel} start {url} mono {sample_rate} voiceai {json.dumps(meta, separators=(',', ':'))}"
 
 
 def render_number(route: NumberRoute) -> str:
