@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from core.agent.templates import get_template
 from models.calls import Call, HandoffPacket, Transcript
+from tests.support.speech import festival_wavs
 from tests.support.telephony import make_telephony_tenant, wait_until
 
 SAY_SERVICE = "Я хочу записаться к стоматологу."
@@ -21,15 +21,7 @@ SAY_OPERATOR = "Соедините меня с оператором, пожал�
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> dict[str, str]:
-    base = tmp_path_factory.mktemp("agent_speech")
-    out = {}
-    for key, text in (("service", SAY_SERVICE), ("operator", SAY_OPERATOR)):
-        txt, wav = base / f"{key}.txt", base / f"{key}.wav"
-        txt.write_text(text, encoding="utf-8")
-        subprocess.run(["text2wave", "-eval", "(voice_msu_ru_nsh_clunits)", str(txt), "-o", str(wav)],
-                       check=True, capture_output=True, timeout=60)
-        out[key] = str(wav)
-    return out
+    return festival_wavs(tmp_path_factory.mktemp("agent_speech"), {"service": SAY_SERVICE, "operator": SAY_OPERATOR})
 
 
 def test_studio_agent_collects_then_hands_over_with_the_packet(rig_factory, speech):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import re
 import time
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from core.audio import read_wav, resample
 from models.calls import CallEvent, CallIssue, Transcript
+from tests.support.speech import festival_wavs
 from tests.support.telephony import make_telephony_tenant, wait_until
 
 CALLER_1 = "Здравствуйте, я хочу записаться к стоматологу на завтра."
@@ -46,16 +46,7 @@ def similarity(a: str, b: str) -> float:
 
 @pytest.fixture(scope="session")
 def festival_speech(tmp_path_factory) -> dict[str, str]:
-    out = {}
-    base = tmp_path_factory.mktemp("speech")
-    for key, text in (("caller1", CALLER_1), ("caller2", CALLER_2)):
-        txt = base / f"{key}.txt"
-        txt.write_text(text, encoding="utf-8")
-        wav = base / f"{key}.wav"
-        subprocess.run(["text2wave", "-eval", "(voice_msu_ru_nsh_clunits)", str(txt), "-o", str(wav)],
-                       check=True, capture_output=True, timeout=60)
-        out[key] = str(wav)
-    return out
+    return festival_wavs(tmp_path_factory.mktemp("speech"), {"caller1": CALLER_1, "caller2": CALLER_2})
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ greeting is hung up on, a person's short "Алло?" gets the agent's greeting).
 from __future__ import annotations
 
 import os
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from core.telephony.command_queue import CommandQueue
 from core.telephony.outbound import OutboundRequest, place_call, prepare_call
 from models.calls import Call, CallEvent, Transcript
 from models.campaigns import Campaign
+from tests.support.speech import festival_wavs
 from tests.support.telephony import make_telephony_tenant, wait_until
 from tests.test_voice_e2e import AGENT_CONFIG, CALLER_1, REPLY_1, festival_speech, similarity  # noqa: F401
 
@@ -24,15 +23,7 @@ MACHINE = ("Здравствуйте, вы позвонили в компани�
 
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory) -> dict[str, str]:
-    base = tmp_path_factory.mktemp("outbound_speech")
-    out = {}
-    for key, text in (("machine", MACHINE), ("hello", "Алло?")):
-        txt, wav = base / f"{key}.txt", base / f"{key}.wav"
-        txt.write_text(text, encoding="utf-8")
-        subprocess.run(["text2wave", "-eval", "(voice_msu_ru_nsh_clunits)", str(txt), "-o", str(wav)],
-                       check=True, capture_output=True, timeout=60)
-        out[key] = str(wav)
-    return out
+    return festival_wavs(tmp_path_factory.mktemp("outbound_speech"), {"machine": MACHINE, "hello": "Алло?"})
 
 
 @pytest.fixture()
