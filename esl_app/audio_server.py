@@ -7,6 +7,8 @@ fork's rate (8 kHz: 320-byte frames every 20 ms). The app answers with JSON text
 
 ``/browser``: the cabinet's "Поговорить с агентом" page (see ``esl_app.browser``).
 
+``/listen``: live listen-in on a running call from the cabinet (see ``esl_app.listen``).
+
 ``/metrics``: Prometheus text of the engine latency histograms.
 """
 from __future__ import annotations
@@ -97,6 +99,11 @@ def create_audio_app(runtime: "EslRuntime") -> Flask:
     def browser(ws: Any) -> None:
         from esl_app.browser import serve_browser_session
         serve_browser_session(runtime, ws)
+
+    @sock.route("/listen")
+    def listen(ws: Any) -> None:
+        from esl_app.listen import serve_listener
+        serve_listener(runtime, ws)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -208,6 +208,7 @@ class VoiceCall:
         self._greeting_pending = False
         # What this call consumed, for pricing (core.billing.costs): kept in calls.metadata_json.usage.
         self.usage: dict[str, float] = {"stt_seconds": 0.0, "llm_tokens": 0, "tts_chars": 0}
+        self.listeners: list[Any] = []  # live listen-in pages (esl_app.listen.Listener)
         self.recorder = CallRecorder(self.call, self.runtime.redis)
         tts_dir = manager.tts_dir / str(self.call.id)
         tts_dir.mkdir(parents=True, exist_ok=True)
@@ -247,11 +248,15 @@ class VoiceCall:
             self._event("voice_stats", "", {"frames": self.frames, "max_backlog_frames": self.max_backlog_frames,
                                             "turns": len([1 for _ in self.history if _.role == "user"])})
             self.line.detach(self._on_fs_event)
+            for listener in list(self.listeners):
+                listener.close()
             for done in self._playback_done.values():
                 done.set()
 
     def _frame(self, frame: bytes) -> None:
         self.frames += 1
+        for listener in self.listeners:
+            listener.put(0, frame)
         now = time.monotonic()
         if self._first_frame_at is None:
             self._first_frame_at = now
@@ -576,6 +581,10 @@ class VoiceCall:
     # -- audio out ----------------------------------------------------------------------------
     def play_audio(self, utt: Utterance, audio: Any) -> None:
         utt.duration_ms = audio.duration_ms
+        if self.listeners:
+            pcm = resample(audio.pcm16, audio.sample_rate, self.rate)
+            for listener in self.listeners:
+                listener.put(1, pcm)
         if self.line.streaming:
             self._play_stream(utt, audio)
         else:
@@ -766,6 +775,7 @@ class VoiceManager:
         self.tts_dir = Path(tts_dir)
         self.pool = InferencePool(pool_size, max_queue=max_calls * 4)
         self.active = 0
+        self.live: dict[str, VoiceCall] = {}  # call id -> its running conversation (listen-in finds it here)
         self.timings: list[dict[str, Any]] = []
 
     @property
@@ -852,9 +862,12 @@ class VoiceManager:
             self._overflow(line)
             return
         self.active += 1
+        call = VoiceCall(self, line, settings)
+        self.live[str(line.call.id)] = call
         try:
-            VoiceCall(self, line, settings).run()
+            call.run()
         finally:
+            self.live.pop(str(line.call.id), None)
             self.active -= 1
 
     def _unavailable(self, line: "PhoneLine | BrowserLine") -> None:

@@ -121,3 +121,50 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_monitor_listens_live_to_a_running_call(rig_factory, web_process, festival_speech, tmp_path):
+    """«Слушать» on the Live Monitor plays the running call (caller and agent) in the browser."""
+    rig = rig_factory(voice=True, stt_engine="whisper", llm_engine="scripted", tts_engine="festival",
+                      models_dir=os.environ.get("VOICEAI_MODELS_DIR", str(Path("var/models").resolve())))
+    t = make_telephony_tenant("cablisten", recording=False)
+    t["version"].config_json = AGENT_CONFIG
+    t["version"].save()
+    rig.apply()
+    create_user(t["org"], "supervisor@cablisten.test", "Passw0rd-sup", "supervisor")
+    web = web_process(rig.settings, VOICEAI_AUDIO_WS_PORT=rig.settings.audio_ws_port)
+    shots = artifacts_dir() / "test_monitor_listens_live_to_a_running_call"
+    shots.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_context(locale="ru-RU", viewport={"width": 1360, "height": 900}).new_page()
+            page.set_default_timeout(20_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(web.base + "/cabinet/login")
+            page.fill("#email", "supervisor@cablisten.test")
+            page.fill("#password", "Passw0rd-sup")
+            page.click("#login-btn")
+            page.wait_for_url(re.compile(r".*/cabinet/monitor"))
+            call = rig.sim.inbound_call(caller="79161234567", destination="74951234567",
+                                        audio=[3500, festival_speech["caller1"], 15000])
+            row = rig.call_row(call.uuid, state="in_progress", timeout=30)
+            # the conversation is running on the voice server once the agent has greeted
+            from models.calls import Transcript
+            wait_until(lambda: Transcript.get_or_none(Transcript.call == row.id), timeout=90, message="greeting")
+            button = f"#live-calls tr[data-call-id='{row.id}'] [data-action='listen']"
+            page.wait_for_selector(button, timeout=30_000)
+            page.click(button)
+            page.wait_for_selector(f"{button}[data-state='listening']", timeout=60_000)
+            page.wait_for_function("() => window.vaiListening.stats.bytes[0] > 48000", timeout=60_000)
+            page.wait_for_function("() => window.vaiListening.stats.bytes[1] > 16000", timeout=90_000)
+            assert page.inner_text(button) == "Остановить"
+            page.screenshot(path=str(shots / "1-monitor-listening.png"), full_page=True)
+            call.hangup()
+            page.wait_for_selector(f"#live-calls tr[data-call-id='{row.id}']", state="detached", timeout=30_000)
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -1,8 +1,9 @@
-"""``POST /agents/{id}/talk``: a one-time token for talking to an agent from the browser.
+"""Browser voice sessions: talk to an agent (``POST /agents/{id}/talk``) and listen in on a running
+call (``POST /calls/{id}/listen``).
 
-The conversation itself runs in esl_app's audio server (``/browser``), the same voice loop as a
-phone call; the web process only authorises it: RBAC, the agent and version belong to the
-project, and a short-lived single-use token names exactly what may be talked to.
+The audio itself flows through esl_app's audio server (``/browser``, ``/listen``); the web process
+only authorises it: RBAC, the agent, version or call belongs to the project, and a short-lived
+single-use token names exactly what may be talked to or listened to.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from urllib.parse import urlsplit
 from flask import g, request
 
 from core.calls.browser import TOKEN_TYPE
-from core.errors import NotFound
+from core.errors import AppError, NotFound
 from core.security.tokens import issue_scoped_token
 from models.agents import Agent, AgentVersion
+from models.calls import Call
 from web import audit
 from web.api import schemas as S
 from web.api.registry import ApiGroup
@@ -31,14 +33,14 @@ S.COMPONENTS["TalkSession"] = S.obj(["token", "ws_url", "expires_at", "agent_id"
 TALK_BODY = S.obj([], {"version": {"type": "integer", "minimum": 1}})
 
 
-def audio_ws_url() -> str:
+def audio_ws_url(path: str = "/browser") -> str:
     """Where the browser opens the voice socket: configured public URL, else the cabinet host + audio port."""
     base = settings().audio_public_url.rstrip("/")
     if not base:
         host = urlsplit(request.host_url).hostname or "127.0.0.1"
         scheme = "wss" if request.scheme == "https" else "ws"
         base = f"{scheme}://{host}:{settings().audio_ws_port}"
-    return base + "/browser"
+    return base + path
 
 
 @group.route("/agents/<agent_id>/talk", ["POST"], permission="agents.edit", body=TALK_BODY,
@@ -69,3 +71,29 @@ def talk(agent_id: str):
     audit.record("agent.talk", "agent", agent.id, after={"version": version.version}, project_id=g.project.id)
     return {"token": token, "ws_url": audio_ws_url(), "expires_at": expires_at, "agent_id": str(agent.id),
             "version": version.version, "sample_rate": 16000}, 201
+
+
+LISTEN_TOKEN_TYPE = "voice_listen"  # esl_app.listen.TOKEN_TYPE
+S.COMPONENTS["ListenSession"] = S.obj(["token", "ws_url", "expires_at", "call_id"], {
+    "token": {"type": "string"}, "ws_url": {"type": "string"}, "expires_at": S.TS, "call_id": S.UUID})
+
+
+@group.route("/calls/<call_id>/listen", ["POST"], permission="calls.listen",
+             responses={201: S.ref("ListenSession"), 404: None, 409: None},
+             summary="Слушать идущий звонок в браузере (одноразовый токен)")
+def listen(call_id: str):
+    try:
+        cid = uuid.UUID(call_id)
+    except ValueError:
+        raise NotFound("call", call_id)
+    call = Call.get_or_none((Call.id == cid) & (Call.project == g.project.id))
+    if call is None:
+        raise NotFound("call", call_id)
+    if call.ended_at is not None or call.state == "ended":
+        raise AppError("CONFLICT", {"reason": "Звонок уже завершён: слушайте запись в карточке звонка"})
+    claims = {"project_id": str(g.project.id), "call_id": str(call.id),
+              "user_id": str(g.principal.id) if g.principal.kind == "user" else None}
+    token, exp = issue_scoped_token(settings().secret_key, LISTEN_TOKEN_TYPE, claims, TOKEN_TTL_S)
+    audit.record("call.listen", "call", call.id, after={"state": call.state}, project_id=g.project.id)
+    return {"token": token, "ws_url": audio_ws_url("/listen"), "call_id": str(call.id),
+            "expires_at": dt.datetime.fromtimestamp(exp, dt.timezone.utc).isoformat()}, 201

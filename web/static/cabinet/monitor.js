@@ -6,14 +6,21 @@
   const tbody = document.querySelector("#live-calls tbody");
   const showCost = can("billing.read");
 
+  function listenButton(id) {
+    const button = el("button", {class: "secondary small", "data-action": "listen",
+                                 title: "Слушать звонок в реальном времени", onclick: () => VAIListen.toggle(id)},
+                      "Слушать");
+    VAIListen.decorate(button, id);
+    return button;
+  }
+
   function status(c) { return c.human_status || STATES[c.state] || c.state || ""; }
 
   function render(c) {
     const started = Date.parse(c.started_at || new Date().toISOString());
     const actions = el("td", {class: "actions"},
       el("a", {href: `/cabinet/calls/${c.id}`, class: "button secondary small"}, "Карточка"),
-      can("calls.listen") ? el("a", {href: `/cabinet/calls/${c.id}#recording`, class: "button secondary small",
-                                     "data-action": "listen"}, "Слушать") : null,
+      can("calls.listen") ? listenButton(c.id) : null,
       can("calls.control") ? el("button", {class: "danger small", "data-action": "hangup",
                                            onclick: () => hangup(c.id)}, "Завершить") : null);
     const row = el("tr", {dataset: {callId: c.id, started: String(started)}},
