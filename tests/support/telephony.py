@@ -184,7 +184,7 @@ class Rig:
             reply = CommandQueue(self.redis, self.settings.fs_node).wait_result(result.command_id, 15)
             assert reply and reply["ok"], reply.get("bodies")
 
-    def call_row(self, fs_uuid: str, timeout: float = 20.0, **conds) -> "Call":
+    def call_row(self, fs_uuid: str, timeout: float = 45.0, **conds) -> "Call":
         from models.calls import Call
         def find():
             row = Call.get_or_none(Call.fs_uuid == fs_uuid)
